@@ -1,0 +1,248 @@
+"""Every error Triolet raises, in one place.
+
+The hierarchy::
+
+    TrioletError
+    ├── ActorError                      the actor runtime (triolet.actors)
+    │   ├── MailboxFull                 a bounded mailbox refused a message
+    │   ├── ActorStopped                the target actor is no longer running
+    │   ├── AskTimeout                  an ask got no reply before its deadline
+    │   ├── ActorCrashed                the actor died while handling an ask
+    │   ├── NameTaken                   a registry name is already in use
+    │   └── NoSuchActor                 no actor is registered under a name
+    ├── SupervisionError                the supervision tree (triolet.supervisor)
+    │   ├── SupervisorEscalation        restart intensity exceeded; carries the cause
+    │   └── ChildSpecError              a child specification is invalid
+    ├── ConfigError                     triolet.toml: file, key, value and expectation
+    ├── ProtocolError                   a client frame broke the wire protocol
+    │   ├── FrameTooLarge               a frame is over the negotiated maximum
+    │   └── UnsupportedVersion          the client speaks a protocol version we do not
+    ├── TransportError                  sockets, HTTP and the server
+    │   └── OriginRefused               a WebSocket handshake from a disallowed Origin
+    ├── AuthError                       authentication and authorization
+    ├── StorageError                    persistence backends and the writer
+    ├── BridgeError                     Slack / Discord / Teams bridges
+    └── AsyncioBridgeError              the dedicated asyncio thread is not running
+
+Why one module: a reader learns every failure mode in one screen, and every
+subsystem can import it without import cycles (it imports nothing of
+Triolet's own).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ActorCrashed",
+    "ActorError",
+    "ActorStopped",
+    "AskTimeout",
+    "AsyncioBridgeError",
+    "AuthError",
+    "BridgeError",
+    "ChildSpecError",
+    "ConfigError",
+    "FrameTooLarge",
+    "MailboxFull",
+    "NameTaken",
+    "NoSuchActor",
+    "OriginRefused",
+    "ProtocolError",
+    "StorageError",
+    "SupervisionError",
+    "SupervisorEscalation",
+    "TransportError",
+    "TrioletError",
+    "UnsupportedVersion",
+]
+
+
+class TrioletError(Exception):
+    """Base class of every error Triolet raises on purpose."""
+
+
+# --- the actor runtime -------------------------------------------------------
+
+
+class ActorError(TrioletError):
+    """An operation on an actor could not be carried out."""
+
+
+class MailboxFull(ActorError):
+    """A bounded mailbox refused a message.
+
+    Raised by ``try_tell`` when there is no room, by ``tell`` under the
+    ``reject`` policy, and by ``tell`` under ``block`` when its deadline passes.
+    """
+
+    def __init__(self, target: str, capacity: int, policy: str) -> None:
+        self.target = target
+        self.capacity = capacity
+        self.policy = policy
+        super().__init__(
+            f"mailbox of {target!r} is full ({capacity} messages, overflow policy {policy!r})"
+        )
+
+
+class ActorStopped(ActorError):
+    """The target actor has stopped; a message to it cannot be handled."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        super().__init__(f"actor {target!r} has stopped")
+
+
+class AskTimeout(ActorError, TimeoutError):
+    """An ``ask`` got no reply before its deadline.
+
+    The message names the target, the message type and the deadline so that a
+    log line alone tells which conversation stalled.
+    """
+
+    def __init__(self, target: str, message_type: str, timeout: float) -> None:
+        self.target = target
+        self.message_type = message_type
+        self.timeout = timeout
+        super().__init__(
+            f"ask to {target!r} with a {message_type} message got no reply within {timeout:g}s"
+        )
+
+
+class ActorCrashed(ActorError):
+    """The actor raised while handling an ``ask``; the original error is ``__cause__``."""
+
+    def __init__(self, target: str, error: BaseException) -> None:
+        self.target = target
+        self.error = error
+        super().__init__(f"actor {target!r} crashed: {type(error).__name__}: {error}")
+
+
+class NameTaken(ActorError):
+    """Another live actor is already registered under this name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"the name {name!r} is already registered")
+
+
+class NoSuchActor(ActorError, LookupError):
+    """No live actor is registered under this name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no actor is registered as {name!r}")
+
+
+# --- supervision -------------------------------------------------------------
+
+
+class SupervisionError(TrioletError):
+    """The supervision tree could not keep its children running."""
+
+
+class SupervisorEscalation(SupervisionError):
+    """A supervisor gave up: its children failed more often than its intensity allows.
+
+    ``child`` names the child whose failure tipped it over and ``__cause__`` is
+    that child's exception, so the original traceback is never lost.
+    """
+
+    def __init__(
+        self, supervisor: str, child: str, restarts: int, period: float, error: BaseException
+    ) -> None:
+        self.supervisor = supervisor
+        self.child = child
+        self.restarts = restarts
+        self.period = period
+        self.error = error
+        super().__init__(
+            f"supervisor {supervisor!r} gave up: child {child!r} failed after "
+            f"{restarts} restarts within {period:g}s ({type(error).__name__}: {error})"
+        )
+
+
+class ChildSpecError(SupervisionError, ValueError):
+    """A child specification is invalid (duplicate id, bad restart type, ...)."""
+
+
+# --- configuration -----------------------------------------------------------
+
+
+class ConfigError(TrioletError):
+    """A configuration value is invalid.
+
+    The message names the file, the key (dotted path), the value and what was
+    expected, and suggests a key when an unknown one looks like a typo.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key: str | None = None,
+        value: Any = None,
+        expected: str | None = None,
+    ) -> None:
+        self.file = file
+        self.key = key
+        self.value = value
+        self.expected = expected
+        super().__init__(message)
+
+
+# --- the wire protocol and transport ----------------------------------------
+
+
+class ProtocolError(TrioletError):
+    """A client frame broke the wire protocol.
+
+    ``code`` is the machine-readable error code sent back in the error frame.
+    """
+
+    code: str = "bad_frame"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        if code is not None:
+            self.code = code
+        super().__init__(message)
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame is larger than the server's maximum frame size."""
+
+    code = "frame_too_large"
+
+
+class UnsupportedVersion(ProtocolError):
+    """The client asked for a protocol version this server does not speak."""
+
+    code = "unsupported_version"
+
+
+class TransportError(TrioletError):
+    """The server could not accept, serve or keep a connection."""
+
+
+class OriginRefused(TransportError):
+    """A WebSocket handshake came from an Origin that is not on the allow-list."""
+
+
+# --- the rest ----------------------------------------------------------------
+
+
+class AuthError(TrioletError):
+    """Authentication failed or the user may not do this."""
+
+
+class StorageError(TrioletError):
+    """A persistence backend or the persistence writer failed."""
+
+
+class BridgeError(TrioletError):
+    """A chat-platform bridge could not deliver or receive a message."""
+
+
+class AsyncioBridgeError(TrioletError):
+    """The dedicated asyncio thread is not running or has failed."""
