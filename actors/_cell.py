@@ -1,0 +1,304 @@
+"""ActorCell: the part of an actor that outlives its incarnations.
+
+A cell holds the mailbox, the name, the watchers and the restart count; each
+incarnation is a fresh instance of the user's class made by the cell's
+factory. The supervisor runs one incarnation at a time with `serve`, in a task
+of its own nursery, and decides from the way `serve` ended whether to run
+another.
+
+`serve` is the actor's main loop and the hottest code in Triolet: one mailbox
+receive, one set lookup on the item's type, one call to ``handle``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import outcome
+import trio
+
+from triolet._exceptions import ActorCrashed, ActorStopped
+
+from ._dead_letters import DeadLetterReason
+from ._envelopes import (
+    SPECIAL_TYPES,
+    Ask,
+    Crash,
+    ExitReason,
+    Passivate,
+    Stop,
+    Terminated,
+    Tick,
+)
+from ._mailbox import Mailbox
+from ._ref import ActorRef
+
+if TYPE_CHECKING:
+    from ._actor import Actor
+    from ._runtime import Runtime
+    from ._timers import Timer
+
+__all__ = ["ActorCell", "CellState"]
+
+logger = logging.getLogger("triolet.actors")
+
+
+class CellState(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    RESTARTING = "restarting"
+    STOPPED = "stopped"
+
+
+class ActorCell:
+    """Mailbox, identity and lifecycle of one actor across its restarts."""
+
+    __slots__ = (
+        "_exit_event",
+        "actor",
+        "factory",
+        "idle_timeout",
+        "incarnation",
+        "last_active",
+        "mailbox",
+        "parent_stop",
+        "ref",
+        "registered",
+        "restarts",
+        "runtime",
+        "scope",
+        "state",
+        "timers",
+        "watchers",
+        "watching",
+    )
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        name: str,
+        factory: Callable[[], Actor],
+        *,
+        mailbox_size: int,
+        overflow: Any,
+        block_timeout: float | None,
+        idle_timeout: float | None,
+    ) -> None:
+        self.runtime = runtime
+        self.factory = factory
+        self.mailbox = Mailbox(
+            name, mailbox_size, overflow, runtime.dead_letters, block_timeout=block_timeout
+        )
+        self.ref = ActorRef(self)
+        self.actor: Actor | None = None
+        self.state = CellState.STARTING
+        self.idle_timeout = idle_timeout
+        self.last_active = 0.0
+        self.restarts = 0
+        self.incarnation = 0
+        self.scope: trio.CancelScope | None = None
+        self.timers: set[Timer] | None = None
+        self.watchers: set[ActorCell] | None = None
+        self.watching: set[ActorCell] | None = None
+        self.parent_stop = False
+        self.registered = False
+        self._exit_event: trio.Event | None = None
+
+    @property
+    def name(self) -> str:
+        return self.mailbox.name
+
+    def __repr__(self) -> str:
+        return f"<ActorCell {self.name!r} {self.state.value}>"
+
+    # -- running one incarnation ------------------------------------------
+
+    async def serve(self, task_status: trio.TaskStatus[None]) -> ExitReason:
+        """Run one incarnation: ``on_start``, the message loop, ``on_stop``.
+
+        Returns how it ended normally; raises what the actor raised. Calls
+        ``task_status.started()`` once ``on_start`` has returned, so a
+        supervisor can start its children strictly in order.
+        """
+        self.incarnation += 1
+        self.state = CellState.STARTING
+        actor = self.factory()
+        actor._cell = self
+        self.actor = actor
+        if actor._own_serve:
+            reason: ExitReason = await actor._serve(self, task_status)
+            return reason
+        try:
+            await actor.on_start()
+            self.state = CellState.RUNNING
+            task_status.started()
+            if self.idle_timeout is not None:
+                self.last_active = trio.current_time()
+                self.runtime.timers.start(
+                    None, None, self.idle_timeout, check=self._idle_check, owner=self._timer_set()
+                )
+            reason = await self._loop(actor)
+        except trio.Cancelled:
+            self._cancel_timers()
+            raise
+        except BaseException:
+            self._cancel_timers()
+            await self._on_stop_after_crash(actor)
+            raise
+        self._cancel_timers()
+        if reason is ExitReason.PASSIVATED:
+            self.mailbox.close()
+            await actor.on_passivate()
+        await actor.on_stop()
+        return reason
+
+    async def _loop(self, actor: Actor) -> ExitReason:
+        get = self.mailbox.get
+        handle = actor.handle
+        special = SPECIAL_TYPES
+        stamp = self.idle_timeout is not None
+        while True:
+            item = await get()
+            kind = type(item)
+            if kind in special:
+                if kind is Ask:
+                    await self._answer(handle, item)
+                elif kind is Tick:
+                    item.timer.queued = False
+                    await handle(item.message)
+                elif kind is Stop:
+                    return ExitReason.STOPPED
+                elif kind is Passivate:
+                    if self._still_idle():
+                        return ExitReason.PASSIVATED
+                    self._arm_idle_check()
+                elif kind is Terminated:
+                    await actor.on_terminated(item)
+                elif kind is Crash:
+                    raise item.error
+            else:
+                await handle(item)
+            if stamp:
+                self.last_active = trio.current_time()
+
+    async def _answer(self, handle: Callable[[Any], Any], ask: Ask) -> None:
+        try:
+            result = await handle(ask.message)
+        except trio.Cancelled:
+            ask.slot.settle(outcome.Error(ActorStopped(self.name)))
+            raise
+        except BaseException as exc:
+            error = ActorCrashed(self.name, exc)
+            error.__cause__ = exc
+            ask.slot.settle(outcome.Error(error))
+            raise
+        if not ask.slot.settle(outcome.Value(result)):
+            self.mailbox.dead_count += 1
+            self.runtime.dead_letters.post(self.name, DeadLetterReason.ASK_EXPIRED, result)
+
+    async def _on_stop_after_crash(self, actor: Actor) -> None:
+        try:
+            await actor.on_stop()
+        except Exception:
+            logger.exception("on_stop of %r failed while it was crashing", self.name)
+
+    # -- timers and passivation ---------------------------------------------
+
+    def _timer_set(self) -> set[Timer]:
+        if self.timers is None:
+            self.timers = set()
+        return self.timers
+
+    def start_timer(self, message: Any, delay: float, interval: float | None) -> Timer:
+        return self.runtime.timers.start(
+            self.mailbox, message, delay, interval=interval, owner=self._timer_set()
+        )
+
+    def _cancel_timers(self) -> None:
+        timers = self.timers
+        if timers:
+            for timer in list(timers):
+                timer.cancel()
+        self.timers = None
+
+    def _still_idle(self) -> bool:
+        assert self.idle_timeout is not None
+        idle_for = trio.current_time() - self.last_active
+        return self.mailbox.depth == 0 and idle_for >= self.idle_timeout
+
+    def _idle_check(self, timer: Timer) -> float | None:
+        # Runs in the timer task: one heap entry per idle actor instead of a
+        # deadline around every receive.
+        if self.state is not CellState.RUNNING or self.idle_timeout is None:
+            return None
+        if self._still_idle():
+            self.mailbox.put_control(Passivate())
+            return None
+        now = trio.current_time()
+        next_check = self.last_active + self.idle_timeout
+        # Busy with a backlog since long ago: look again a full timeout later.
+        return next_check if next_check > now else now + self.idle_timeout
+
+    def _arm_idle_check(self) -> None:
+        assert self.idle_timeout is not None
+        self.runtime.timers.start(
+            None,
+            None,
+            max(0.0, self.last_active + self.idle_timeout - trio.current_time()),
+            check=self._idle_check,
+            owner=self._timer_set(),
+        )
+
+    # -- exits, stopping and the end ------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the running incarnation to stop after its current message."""
+        self.mailbox.put_control(Stop())
+
+    def crash(self, error: BaseException) -> None:
+        """Make the running incarnation raise ``error`` before its next message."""
+        self.mailbox.put_control(Crash(error))
+
+    def incarnation_ended(self) -> None:
+        """Wake whoever waits in `wait_exited` (called by the supervising task)."""
+        event = self._exit_event
+        if event is not None:
+            self._exit_event = None
+            event.set()
+
+    async def wait_exited(self) -> None:
+        """Wait until the current incarnation's task has finished."""
+        if self.state in (CellState.STOPPED, CellState.RESTARTING) or self.actor is None:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._exit_event is None:
+            self._exit_event = trio.Event()
+        await self._exit_event.wait()
+
+    def finalize(self, reason: ExitReason, error: BaseException | None = None) -> None:
+        """The actor is gone for good: close its mailbox and tell its watchers."""
+        if self.state is CellState.STOPPED:
+            return
+        self.state = CellState.STOPPED
+        self._cancel_timers()
+        self.mailbox.close()
+        self.actor = None
+        runtime = self.runtime
+        if self.registered:
+            runtime.unregister(self.name, self)
+        if self.watching:
+            for target in self.watching:
+                if target.watchers is not None:
+                    target.watchers.discard(self)
+            self.watching = None
+        if self.watchers:
+            notice = Terminated(self.ref, reason, error)
+            for watcher in self.watchers:
+                watcher.mailbox.put_control(notice)
+                if watcher.watching is not None:
+                    watcher.watching.discard(self)
+            self.watchers = None
