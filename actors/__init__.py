@@ -15,6 +15,7 @@ from triolet._exceptions import (
 )
 
 from ._actor import Actor
+from ._asyncio_bridge import AsyncioStream, AsyncioThread, shared_asyncio_thread
 from ._cell import ActorCell, CellState
 from ._dead_letters import DeadLetter, DeadLetterOffice, DeadLetterReason
 from ._envelopes import ExitReason, Terminated
@@ -27,6 +28,8 @@ __all__ = [
     "DEFAULT_ASK_TIMEOUT",
     "DEFAULT_MAILBOX_SIZE",
     "Actor",
+    "AsyncioStream",
+    "AsyncioThread",
     "ActorCell",
     "ActorCrashed",
     "ActorRef",
@@ -44,4 +47,5 @@ __all__ = [
     "Runtime",
     "Terminated",
     "Timer",
+    "shared_asyncio_thread",
 ]

@@ -9,7 +9,8 @@ The hierarchy::
     │   ├── AskTimeout                  an ask got no reply before its deadline
     │   ├── ActorCrashed                the actor died while handling an ask
     │   ├── NameTaken                   a registry name is already in use
-    │   └── NoSuchActor                 no actor is registered under a name
+    │   ├── NoSuchActor                 no actor is registered under a name
+    │   └── InjectedCrash               raised inside an actor by triolet.testing.crash
     ├── SupervisionError                the supervision tree (triolet.supervisor)
     │   ├── SupervisorEscalation        restart intensity exceeded; carries the cause
     │   └── ChildSpecError              a child specification is invalid
@@ -44,6 +45,7 @@ __all__ = [
     "ChildSpecError",
     "ConfigError",
     "FrameTooLarge",
+    "InjectedCrash",
     "MailboxFull",
     "NameTaken",
     "NoSuchActor",
@@ -132,6 +134,10 @@ class NoSuchActor(ActorError, LookupError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"no actor is registered as {name!r}")
+
+
+class InjectedCrash(ActorError):
+    """Raised inside a running actor on purpose by ``triolet.testing.crash``."""
 
 
 # --- supervision -------------------------------------------------------------
