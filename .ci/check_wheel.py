@@ -45,6 +45,8 @@ def main() -> int:
         print("the wheel misses these modules:", *missing, sep="\n  ")
         return 1
     for module in modules:
+        if module.endswith(".__main__"):
+            continue  # importing it would run the program
         importlib.import_module(module)
     imported_from = pathlib.Path(importlib.import_module("triolet").__file__ or "").resolve()
     if source.resolve() in imported_from.parents:

@@ -134,7 +134,8 @@ class ActorCell:
             return reason
         try:
             await actor.on_start()
-            self.state = CellState.RUNNING
+            if self.state is CellState.STARTING:  # not if asked to stop meanwhile
+                self.state = CellState.RUNNING
             task_status.started()
             if self.idle_timeout is not None:
                 self.last_active = trio.current_time()
@@ -168,8 +169,15 @@ class ActorCell:
                 if kind is Ask:
                     await self._answer(handle, item)
                 elif kind is Tick:
-                    item.timer.queued = False
-                    await handle(item.message)
+                    timer = item.timer
+                    timer.queued = False
+                    if timer._owner is self.timers:
+                        await handle(item.message)
+                    else:  # queued for an earlier incarnation, which has ended
+                        self.mailbox.dead_count += 1
+                        self.runtime.dead_letters.post(
+                            self.name, DeadLetterReason.ACTOR_STOPPED, item.message
+                        )
                 elif kind is Stop:
                     return ExitReason.STOPPED
                 elif kind is Passivate:

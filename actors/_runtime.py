@@ -59,7 +59,7 @@ class Runtime:
             name,
             factory,
             mailbox_size=mailbox_size if mailbox_size is not None else actor_class.mailbox_size,
-            overflow=Overflow(overflow) if overflow is not None else actor_class.overflow,
+            overflow=Overflow(overflow if overflow is not None else actor_class.overflow),
             block_timeout=block_timeout if block_timeout is not None else actor_class.block_timeout,
             idle_timeout=idle_timeout if idle_timeout is not None else actor_class.idle_timeout,
         )

@@ -150,14 +150,20 @@ def child(
     def factory() -> Actor:
         return actor_class(*args, **kwargs)
 
+    name = name or actor_class.__name__
+    try:
+        restart = Restart(restart)
+        overflow = Overflow(overflow) if overflow is not None else None
+    except ValueError as exc:
+        raise ChildSpecError(f"child {name!r}: {exc}") from None
     return ChildSpec(
-        name=name or actor_class.__name__,
+        name=name,
         factory=factory,
         actor_class=actor_class,
-        restart=Restart(restart),
+        restart=restart,
         shutdown_timeout=shutdown_timeout,
         mailbox_size=mailbox_size,
-        overflow=Overflow(overflow) if overflow is not None else None,
+        overflow=overflow,
         block_timeout=block_timeout,
         idle_timeout=idle_timeout,
         register=register,

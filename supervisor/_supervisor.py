@@ -54,6 +54,9 @@ class _ChildExited:
     incarnation: int
     reason: ExitReason
     error: Exception | None
+    #: The supervisor itself stopped this incarnation (captured when it ended:
+    #: a restart may clear ``cell.parent_stop`` before this notice is read).
+    by_parent: bool
 
 
 class _StartStatus:
@@ -110,6 +113,9 @@ class Supervisor(Actor):
         self._restart_log: collections.deque[tuple[float, str]] = collections.deque()
         self._nursery: trio.Nursery | None = None
         self._stopping = False
+        # Children failing together schedule overlapping restart groups; one
+        # group at a time keeps start order and never starts a child twice.
+        self._restart_lock = trio.Lock()
 
     # -- public API -----------------------------------------------------------
 
@@ -150,25 +156,33 @@ class Supervisor(Actor):
     # -- running --------------------------------------------------------------
 
     async def _serve(self, cell: ActorCell, task_status: trio.TaskStatus[None]) -> ExitReason:
+        # A failure is raised after the nursery has closed, so the parent sees
+        # the SupervisorEscalation itself rather than an ExceptionGroup.
+        reason = ExitReason.CRASHED
+        failure: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                for spec in self._initial:
-                    child = self._new_child(spec, spec.name)
-                    await nursery.start(self._run_child, child, name=child.cell.name)
-                cell.state = CellState.RUNNING
-                task_status.started()
                 try:
+                    for spec in self._initial:
+                        child = self._new_child(spec, spec.name)
+                        await nursery.start(self._run_child, child, name=child.cell.name)
+                    cell.state = CellState.RUNNING
+                    task_status.started()
                     reason = await self._supervise(cell)
                 except trio.Cancelled:
                     raise
-                except BaseException:
-                    await self._stop_all()
-                    raise
+                except BaseException as exc:
+                    failure = exc
                 await self._stop_all()
-                return reason
+                # Every child has stopped; what is left are restarts waiting
+                # out their backoff, which must not delay the stop.
+                nursery.cancel_scope.cancel()
         finally:
             self._nursery = None
+        if failure is not None:
+            raise failure
+        return reason
 
     async def _supervise(self, cell: ActorCell) -> ExitReason:
         mailbox = cell.mailbox
@@ -222,7 +236,9 @@ class Supervisor(Actor):
             cell.state = CellState.RESTARTING
         status.started()  # a child that failed before starting still unblocks start()
         cell.incarnation_ended()
-        self._cell.mailbox.put_control(_ChildExited(child, cell.incarnation, reason, error))
+        self._cell.mailbox.put_control(
+            _ChildExited(child, cell.incarnation, reason, error, cell.parent_stop)
+        )
 
     # -- deciding -------------------------------------------------------------
 
@@ -231,7 +247,7 @@ class Supervisor(Actor):
         cell = child.cell
         if self._children.get(cell.name) is not child or exited.incarnation != cell.incarnation:
             return  # stale: this incarnation was already dealt with
-        if cell.parent_stop:
+        if exited.by_parent:
             return  # we stopped it ourselves; whoever did so handles the rest
         error = exited.error
         if error is not None:
@@ -280,28 +296,32 @@ class Supervisor(Actor):
 
     async def _restart_after(self, group: list[_Child], delay: float) -> None:
         await trio.sleep(delay)
-        for child in group:
-            cell = child.cell
-            if self._stopping or self._children.get(cell.name) is not child:
-                continue
-            if cell.state is not CellState.RESTARTING:
-                continue
-            cell.parent_stop = False
-            cell.restarts += 1
-            assert self._nursery is not None
-            await self._nursery.start(self._run_child, child, name=child.cell.name)
+        async with self._restart_lock:
+            for child in group:
+                cell = child.cell
+                if self._stopping or self._children.get(cell.name) is not child:
+                    continue
+                if cell.state is not CellState.RESTARTING:
+                    continue
+                cell.parent_stop = False
+                cell.restarts += 1
+                assert self._nursery is not None
+                await self._nursery.start(self._run_child, child, name=child.cell.name)
 
     # -- stopping ---------------------------------------------------------------
 
     async def _stop(self, child: _Child, *, final: bool) -> None:
         cell = child.cell
         cell.parent_stop = True
+        reason = ExitReason.STOPPED
         if cell.state in (CellState.STARTING, CellState.RUNNING, CellState.STOPPING):
             cell.state = CellState.STOPPING
             cell.request_stop()
-            with trio.move_on_after(child.spec.shutdown_timeout):
+            with trio.move_on_after(child.spec.shutdown_timeout) as deadline:
                 await cell.wait_exited()
-            if cell.state is CellState.STOPPING and cell.scope is not None:
+            # Judge by the deadline, not by the state, which the child's own
+            # task may have changed while we waited.
+            if deadline.cancelled_caught and cell.scope is not None:
                 logger.warning(
                     "child %r of supervisor %r did not stop within %gs; cancelling it",
                     cell.name,
@@ -310,10 +330,11 @@ class Supervisor(Actor):
                 )
                 cell.scope.cancel()
                 await cell.wait_exited()
+                reason = ExitReason.KILLED
         if final:
             if self._children.get(cell.name) is child:
                 del self._children[cell.name]
-            cell.finalize(ExitReason.STOPPED)
+            cell.finalize(reason)
         elif cell.state is not CellState.STOPPED:
             cell.state = CellState.RESTARTING
 

@@ -14,6 +14,9 @@ The hierarchy::
     ├── SupervisionError                the supervision tree (triolet.supervisor)
     │   ├── SupervisorEscalation        restart intensity exceeded; carries the cause
     │   └── ChildSpecError              a child specification is invalid
+    ├── SessionError                    chat sessions and the router (triolet.supervisor.router)
+    │   ├── SessionLimitReached         the router already runs its maximum of live sessions
+    │   └── UnknownSession              no session has this id (never did, ended, or forgotten)
     ├── ConfigError                     triolet.toml: file, key, value and expectation
     ├── ProtocolError                   a client frame broke the wire protocol
     │   ├── FrameTooLarge               a frame is over the negotiated maximum
@@ -51,11 +54,14 @@ __all__ = [
     "NoSuchActor",
     "OriginRefused",
     "ProtocolError",
+    "SessionError",
+    "SessionLimitReached",
     "StorageError",
     "SupervisionError",
     "SupervisorEscalation",
     "TransportError",
     "TrioletError",
+    "UnknownSession",
     "UnsupportedVersion",
 ]
 
@@ -170,6 +176,32 @@ class SupervisorEscalation(SupervisionError):
 
 class ChildSpecError(SupervisionError, ValueError):
     """A child specification is invalid (duplicate id, bad restart type, ...)."""
+
+
+# --- sessions and the router ----------------------------------------------------
+
+
+class SessionError(TrioletError):
+    """A chat session could not be opened or reached."""
+
+
+class SessionLimitReached(SessionError):
+    """The router already runs ``limit`` live sessions; a new one would pass the limit.
+
+    Idle sessions passivate and free their slot, so retrying later can succeed.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the server already runs its maximum of {limit} live sessions")
+
+
+class UnknownSession(SessionError, LookupError):
+    """No session has this id: it never existed, it ended, or it was forgotten."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"no session {session_id!r}")
 
 
 # --- configuration -----------------------------------------------------------

@@ -8,7 +8,6 @@ waits five simulated seconds takes no real time at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Final
 
 import trio
@@ -137,5 +136,3 @@ def _describe(match: Any) -> str:
     if callable(match):
         return f"a message matching {getattr(match, '__qualname__', match)!r}"
     return f"{match!r}"
-
-
