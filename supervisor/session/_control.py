@@ -1,0 +1,223 @@
+"""The part of a session that outlives its host actor: subscribers, state, stop, asks.
+
+A session's host actor comes and goes (it restarts after a crash, it passivates when idle),
+but the session goes on: its clients stay subscribed, its state and settings are kept, and a
+stop or an ask reply must reach whatever is running *now*. `SessionControl` holds all that. The
+router owns one per session; each host incarnation is handed it.
+
+Stop and ask replies act on it directly, without going through the mailbox: a stop must
+overtake the queued messages and cancel the handler that is running, and an ask reply is
+awaited by that very handler, which would otherwise deadlock waiting for itself.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
+
+import trio
+
+from ._actions import Action, ActionRegistry, PayloadSchema
+from ._commands import AskReply, FileRef
+from ._events import SessionEvent, SessionFailed
+
+if TYPE_CHECKING:
+    from triolet.actors import ActorRef
+
+__all__ = [
+    "DEFAULT_MAX_SUBSCRIBERS",
+    "MAX_PENDING_ASKS",
+    "Fanout",
+    "PendingAsk",
+    "SessionControl",
+    "SessionOutput",
+    "new_id",
+]
+
+logger = logging.getLogger("triolet.session")
+
+#: Connections (tabs), writers and bridges that may follow one session at once.
+DEFAULT_MAX_SUBSCRIBERS: Final = 32
+#: Asks one session may have open at once (normally one: the running handler waits for it).
+MAX_PENDING_ASKS: Final = 8
+
+
+def new_id(prefix: str) -> str:
+    """A fresh id for a message, step, element, action or ask.
+
+    Random rather than a counter: ids must stay unique across restarts and passivation, when
+    a counter kept in memory would start again at 1 and collide with what storage holds.
+    """
+    return f"{prefix}_{secrets.token_urlsafe(9)}"
+
+
+@runtime_checkable
+class SessionOutput(Protocol):
+    """Where a session's events go: a connection's outbox, the persistence writer, a bridge.
+
+    ``publish`` must never block and never wait: it is called from the session's handler for
+    every token. A subscriber that cannot keep up buffers in a bounded outbox of its own and
+    cuts itself off when too far behind (see ``transport/_outbox.py``); it must not push back
+    on the session, or one slow tab would stall the conversation for everyone.
+    """
+
+    def publish(self, event: SessionEvent) -> None: ...
+
+
+class Fanout:
+    """A `SessionOutput` that hands each event to every subscriber, in subscription order.
+
+    Subscribers are kept in a tuple replaced on change, so a subscriber may unsubscribe itself
+    (or another) from inside ``publish`` without disturbing the loop. A subscriber that raises
+    is logged and dropped: it cannot break the session or its neighbours.
+    """
+
+    __slots__ = ("_subscribers", "max_subscribers", "session_id")
+
+    def __init__(self, session_id: str, max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS) -> None:
+        self.session_id = session_id
+        self.max_subscribers = max_subscribers
+        self._subscribers: tuple[SessionOutput, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self, output: SessionOutput) -> None:
+        if output in self._subscribers:
+            return
+        if len(self._subscribers) >= self.max_subscribers:
+            raise ValueError(
+                f"session {self.session_id!r} already has {self.max_subscribers} subscribers"
+            )
+        self._subscribers = (*self._subscribers, output)
+
+    def unsubscribe(self, output: SessionOutput) -> None:
+        self._subscribers = tuple(s for s in self._subscribers if s is not output)
+
+    def publish(self, event: SessionEvent) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber.publish(event)
+            except Exception:
+                logger.exception(
+                    "subscriber %r of session %r failed; dropping it", subscriber, self.session_id
+                )
+                self.unsubscribe(subscriber)
+
+
+class PendingAsk:
+    """One open question to the user, waited for by the handler that asked it."""
+
+    __slots__ = ("choices", "done", "id", "kind", "value")
+
+    def __init__(
+        self, ask_id: str, kind: Literal["text", "file", "action"], choices: ActionRegistry | None
+    ) -> None:
+        self.id = ask_id
+        self.kind = kind
+        self.choices = choices
+        self.done = trio.Event()
+        self.value: str | tuple[FileRef, ...] | Action | None = None
+
+
+class SessionControl:
+    """One session's lasting state, shared by its successive host incarnations."""
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        user: Any = None,
+        thread_id: str | None = None,
+        action_schemas: dict[str, PayloadSchema] | None = None,
+        max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
+    ) -> None:
+        self.session_id = session_id
+        self.user = user
+        self.thread_id = thread_id
+        self.output = Fanout(session_id, max_subscribers)
+        self.state: dict[str, Any] = {}
+        self.settings: dict[str, Any] = {}
+        self.actions = ActionRegistry(action_schemas)
+        self.asks: dict[str, PendingAsk] = {}
+        #: The current host's reference (None before the first start).
+        self.ref: ActorRef | None = None
+        self.running: trio.CancelScope | None = None
+        self.crashes: collections.deque[float] = collections.deque()
+        #: Why the next host incarnation starts: None for a brand-new chat (on_chat_start).
+        self.resume_reason: Literal["restarted", "passivated", "reopened"] | None = None
+        self.snapshot: Any = None
+        self.ended = False
+        #: Called by the host when it is gone for good (passivated, ended, out of restarts).
+        self.on_host_gone: Callable[[SessionControl], None] | None = None
+
+    def publish(self, event: SessionEvent) -> None:
+        self.output.publish(event)
+
+    # -- stop ---------------------------------------------------------------
+
+    def request_stop(self) -> bool:
+        """Cancel the running handler, if any; True if one was running.
+
+        Synchronous and immediate: the handler's cancel scope is cancelled here, so the stop
+        overtakes everything queued in the mailbox.
+        """
+        scope = self.running
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+    # -- asks -----------------------------------------------------------------
+
+    def open_ask(
+        self, kind: Literal["text", "file", "action"], choices: ActionRegistry | None = None
+    ) -> PendingAsk:
+        if len(self.asks) >= MAX_PENDING_ASKS:
+            raise RuntimeError(
+                f"session {self.session_id!r} already has {MAX_PENDING_ASKS} open asks"
+            )
+        ask = PendingAsk(new_id("q"), kind, choices)
+        self.asks[ask.id] = ask
+        return ask
+
+    def close_ask(self, ask: PendingAsk) -> None:
+        self.asks.pop(ask.id, None)
+
+    def answer(self, reply: AskReply) -> SessionFailed | None:
+        """Hand ``reply`` to the handler waiting for it; the error event if it cannot be."""
+        ask = self.asks.get(reply.ask)
+        if ask is None:
+            return SessionFailed(
+                code="unknown_ask", message=f"no open ask {reply.ask!r}", ref=reply.id
+            )
+        value: str | tuple[FileRef, ...] | Action | None
+        if ask.kind == "text":
+            value = reply.content
+        elif ask.kind == "file":
+            value = reply.files or None
+        else:
+            assert ask.choices is not None
+            if reply.action is None:
+                value = None
+            else:
+                found = ask.choices.lookup_name(reply.action)
+                chosen = ask.choices.resolve(
+                    reply.action, found or "", reply.payload or {}, reply.id
+                )
+                if isinstance(chosen, SessionFailed):
+                    return chosen
+                value = chosen
+        if value is None:
+            return SessionFailed(
+                code="invalid_payload",
+                message=f"the reply to a {ask.kind} ask carries no {ask.kind}",
+                ref=reply.id,
+            )
+        ask.value = value
+        self.close_ask(ask)
+        ask.done.set()
+        return None

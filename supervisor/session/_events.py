@@ -1,0 +1,276 @@
+"""What a session emits: the domain events, one small frozen struct each.
+
+These are not wire frames. A session publishes them to its `SessionOutput`; the transport maps
+each one to a frame of ``docs/PROTOCOL.md`` (adding ``seq``), the persistence writer stores them,
+and bridges render them for Slack or Teams. So they carry everything any of those needs (a
+stream's full text at its end, a step's final input and output) and nothing of the wire (no
+sequence numbers, no encodings).
+
+Names and fields follow ``transport/_frames.py`` so that mapping is one constructor call:
+
+=====================  ==========================  =========================================
+domain event           wire event                  notes
+=====================  ==========================  =========================================
+MessageSent            message                     ``streaming=True`` when tokens follow
+TokenStreamed          token                       the outbox coalesces runs of these
+StreamEnded            stream_end                  + ``content`` and ``incomplete`` for storage
+MessageUpdated         message_update
+MessageRemoved         message_delete
+StepStarted            step (phase "start")        ``kind`` is the step's type
+StepUpdated            step (phase "update")
+StepEnded              step (phase "end")
+ElementSent            element                     ``data``/``path`` are served by HTTP as ``url``
+ActionsSent            actions
+AskStarted / AskEnded  ask / ask_end
+SettingsSent           settings
+SessionFailed          error (to every tab)        code ``session_error``, ``invalid_payload``...
+TaskStarted/TaskEnded  (not yet on the wire)       the busy indicator; a stop button's state
+=====================  ==========================  =========================================
+
+Every event is frozen (subscribers share one instance, so none may change it for the others)
+and slotted (a streamed token makes one: it must be cheap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "ActionSpec",
+    "ActionsSent",
+    "AskEnded",
+    "AskStarted",
+    "ElementKind",
+    "ElementSent",
+    "MessageRemoved",
+    "MessageSent",
+    "MessageUpdated",
+    "Role",
+    "SessionEvent",
+    "SessionFailed",
+    "SettingsSent",
+    "StepEnded",
+    "StepStarted",
+    "StepStatus",
+    "StepUpdated",
+    "StreamEnded",
+    "TaskEnded",
+    "TaskStarted",
+    "TokenStreamed",
+]
+
+Role = Literal["user", "assistant", "system", "tool"]
+StepStatus = Literal["running", "ok", "error", "cancelled"]
+ElementKind = Literal["image", "file", "pdf", "audio", "video", "text", "plot", "table"]
+Display = Literal["inline", "side", "page"]
+
+#: A JSON value (kept loose: user payloads are checked where they enter, not here).
+Json = Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageSent:
+    """A new message; ``client_id`` links a user message to the client frame it came from."""
+
+    id: str
+    content: str = ""
+    role: Role = "assistant"
+    author: str | None = None
+    parent: str | None = None
+    client_id: str | None = None
+    streaming: bool = False
+    created_at: float | None = None
+    metadata: dict[str, Json] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenStreamed:
+    """A chunk of text appended to the streamed message ``message``."""
+
+    message: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamEnded:
+    """The stream of ``message`` is over; ``incomplete`` when stop or a crash cut it short."""
+
+    message: str
+    content: str
+    incomplete: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageUpdated:
+    """Replace what is given (``None`` leaves a field unchanged)."""
+
+    message: str
+    content: str | None = None
+    metadata: dict[str, Json] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageRemoved:
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepStarted:
+    """A trace step began; ``parent`` is the enclosing step, so steps nest to any depth."""
+
+    id: str
+    name: str
+    kind: str = "run"
+    parent: str | None = None
+    message: str | None = None
+    input: Json = None
+    started_at: float | None = None
+    metadata: dict[str, Json] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepUpdated:
+    """Something about a running step changed (only what changed is set)."""
+
+    id: str
+    input: Json = None
+    output: Json = None
+    metadata: dict[str, Json] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepEnded:
+    """A step is over; carries its final input, output and metadata (model, token counts)."""
+
+    id: str
+    status: StepStatus
+    input: Json = None
+    output: Json = None
+    ended_at: float | None = None
+    error: str | None = None
+    metadata: dict[str, Json] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ElementSent:
+    """A rich element: exactly one of ``data``, ``path``, ``url`` or ``content`` is set.
+
+    ``data`` and ``path`` are for the server (storage keeps the bytes, HTTP serves them under
+    a URL); ``content`` is inline JSON (text, a plot spec, table rows).
+    """
+
+    id: str
+    kind: ElementKind
+    name: str
+    message: str | None = None
+    mime: str | None = None
+    data: bytes | None = None
+    path: str | None = None
+    url: str | None = None
+    content: Json = None
+    size: int | None = None
+    display: Display = "inline"
+    metadata: dict[str, Json] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionSpec:
+    """One button or form as clients see it; ``schema`` is its payload's JSON Schema."""
+
+    id: str
+    name: str
+    label: str
+    payload: dict[str, Json] = field(default_factory=dict)
+    tooltip: str | None = None
+    icon: str | None = None
+    schema: dict[str, Json] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionsSent:
+    """The complete set of actions attached to ``message`` (empty: remove them)."""
+
+    message: str | None
+    actions: tuple[ActionSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AskStarted:
+    """The session waits for the user's answer (text, files, or one of ``actions``)."""
+
+    id: str
+    kind: Literal["text", "file", "action"]
+    prompt: str
+    timeout: float | None = None
+    accept: tuple[str, ...] | None = None
+    max_files: int | None = None
+    max_bytes: int | None = None
+    actions: tuple[ActionSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AskEnded:
+    id: str
+    reason: Literal["answered", "timeout", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettingsSent:
+    """The chat settings' current values and, optionally, the JSON Schema of their form."""
+
+    values: dict[str, Json]
+    schema: dict[str, Json] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionFailed:
+    """Tell the session's clients that something they sent or the app's code failed.
+
+    ``code`` is one of the protocol's error codes (``session_error``, ``invalid_payload``,
+    ``unknown_action``, ``unknown_ask``); ``ref`` is the client id of the frame concerned.
+    The message names the hook and the exception type, never its text or traceback (those go
+    to the log with the session id): an exception message can hold secrets.
+    """
+
+    code: str
+    message: str
+    ref: str | None = None
+    hook: str | None = None
+    restarting: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStarted:
+    """A hook began running: the UI shows it busy and enables its stop button."""
+
+    hook: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskEnded:
+    hook: str
+    status: Literal["ok", "error", "cancelled"]
+    ref: str | None = None
+
+
+SessionEvent = (
+    MessageSent
+    | TokenStreamed
+    | StreamEnded
+    | MessageUpdated
+    | MessageRemoved
+    | StepStarted
+    | StepUpdated
+    | StepEnded
+    | ElementSent
+    | ActionsSent
+    | AskStarted
+    | AskEnded
+    | SettingsSent
+    | SessionFailed
+    | TaskStarted
+    | TaskEnded
+)
+"""Everything a session publishes, in the order it happened."""

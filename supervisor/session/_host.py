@@ -1,0 +1,235 @@
+"""`SessionHost`: the actor that hosts one `SessionActor` and calls its hooks.
+
+The host takes commands from its bounded mailbox one at a time and turns each into a hook call
+(a user message into ``on_message``, ...). Around every hook it keeps a cancel scope, stored on
+the session's `SessionControl`, so that a stop request (which does not travel through the
+mailbox) cancels exactly the hook that is running, and nothing else.
+
+When a hook raises, the host publishes a ``session_error`` event to the session's clients and
+crashes, so that its supervisor restarts it with a fresh `SessionActor` instance (the state
+dict lives on the control and survives); the next incarnation resumes the chat through
+``on_chat_resume``. Each session has its own crash budget (``max_crashes`` within
+``crash_period``): past it the host stops for good instead of crashing again. The budget is
+kept here, per session, because a supervisor's restart intensity counts all its children
+together, and one buggy session must not use up its neighbours' restarts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import trio
+
+from triolet.actors import Actor
+
+from ._actions import Action
+from ._actor import SessionActor
+from ._commands import EndChat, FileUpload, SettingsUpdate, ThreadInfo, UserMessage
+from ._control import SessionControl
+from ._events import MessageSent, SessionFailed, TaskEnded, TaskStarted
+from ._snapshot import Snapshot, SnapshotStore, packable
+from ._steps import set_current_context
+from ._threads import run_in_worker
+
+__all__ = ["DEFAULT_CRASH_PERIOD", "DEFAULT_MAX_CRASHES", "CrashBudget", "SessionHost"]
+
+logger = logging.getLogger("triolet.session")
+
+#: A session whose hooks crash more than this often within `DEFAULT_CRASH_PERIOD` seconds is
+#: stopped for good (its clients are told) instead of being restarted again.
+DEFAULT_MAX_CRASHES: Final = 3
+DEFAULT_CRASH_PERIOD: Final = 60.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CrashBudget:
+    max_crashes: int = DEFAULT_MAX_CRASHES
+    period: float = DEFAULT_CRASH_PERIOD
+
+
+@dataclasses.dataclass(slots=True)
+class _Begin:
+    """First item of every incarnation: run on_chat_start or on_chat_resume."""
+
+
+class SessionHost(Actor):
+    """Hosts one `SessionActor` instance per incarnation; one hook at a time."""
+
+    def __init__(
+        self,
+        factory: Callable[[], SessionActor],
+        control: SessionControl,
+        *,
+        budget: CrashBudget = CrashBudget(),
+        snapshots: SnapshotStore | None = None,
+    ) -> None:
+        self._factory = factory
+        self._ctl = control
+        self._budget = budget
+        self._snapshots = snapshots
+        self._session: SessionActor | None = None
+        self._crashing = False
+
+    @property
+    def session(self) -> SessionActor:
+        assert self._session is not None
+        return self._session
+
+    async def on_start(self) -> None:
+        session = self._factory()
+        session._bind(self._ctl, trio.lowlevel.current_trio_token())
+        self._session = session
+        # The context variable is read by @step and by callback handlers (LangChain...);
+        # set once in the host task, it is copied into child tasks and worker threads.
+        set_current_context(session)
+        # on_chat_start/resume must run before any command queued for this session (after a
+        # restart the mailbox keeps what was waiting), and outside on_start so that a long
+        # greeting neither delays whoever opened the session nor escapes stop. The control
+        # lane is the one place that goes first; it takes one item per incarnation here.
+        self._cell.mailbox.put_control(_Begin())
+
+    async def handle(self, message: Any) -> None:
+        kind = type(message)
+        if kind is UserMessage:
+            self._ctl.publish(
+                MessageSent(
+                    id=f"u_{message.id}",
+                    content=message.content,
+                    role="user",
+                    author=message.author,
+                    client_id=message.id,
+                    created_at=time.time(),
+                    metadata=message.metadata,
+                )
+            )
+            await self._run("on_message", message, ref=message.id)
+        elif kind is Action:
+            await self._run("on_action", message, ref=message.client_id)
+        elif kind is SettingsUpdate:
+            self._ctl.settings.update(message.values)
+            await self._run("on_settings_update", dict(self._ctl.settings), ref=message.id)
+        elif kind is FileUpload:
+            await self._run("on_file_upload", message.files, ref=message.id)
+        elif kind is EndChat:
+            await self._run("on_chat_end", ref=message.id)
+            self._ctl.ended = True
+            self.stop()
+        elif kind is _Begin:
+            await self._begin()
+        else:
+            logger.warning("session %r ignored a %s", self._ctl.session_id, kind.__name__)
+
+    async def _begin(self) -> None:
+        ctl = self._ctl
+        reason = ctl.resume_reason
+        if reason is None:
+            await self._run("on_chat_start")
+            return
+        thread = ThreadInfo(
+            session_id=ctl.session_id,
+            reason=reason,
+            thread_id=ctl.thread_id,
+            state=ctl.state,
+            settings=ctl.settings,
+            snapshot=ctl.snapshot,
+        )
+        await self._run("on_chat_resume", thread)
+
+    # -- running one hook -------------------------------------------------------
+
+    async def _run(self, hook: str, *args: Any, ref: str | None = None) -> None:
+        session = self.session
+        if not session._overrides(hook):
+            return
+        fn, call_args = session._hook(hook, args)
+        ctl = self._ctl
+        ctl.publish(TaskStarted(hook=hook, ref=ref))
+        with trio.CancelScope() as scope:
+            ctl.running = scope
+            try:
+                if inspect.iscoroutinefunction(fn):
+                    await fn(*call_args)
+                else:
+                    await trio.to_thread.run_sync(
+                        run_in_worker, fn, *call_args, abandon_on_cancel=False
+                    )
+            except Exception as exc:
+                ctl.running = None
+                session._close_streams()
+                if self._crashed(hook, exc, ref):
+                    raise
+                return
+            finally:
+                ctl.running = None
+        session._close_streams()
+        if scope.cancelled_caught:
+            ctl.publish(TaskEnded(hook=hook, status="cancelled", ref=ref))
+            if hook != "on_stop":
+                await self._run("on_stop")
+        else:
+            ctl.publish(TaskEnded(hook=hook, status="ok", ref=ref))
+
+    def _crashed(self, hook: str, exc: Exception, ref: str | None) -> bool:
+        """Report a hook's exception; True to crash (and be restarted), False to stop for good."""
+        ctl = self._ctl
+        now = trio.current_time()
+        crashes = ctl.crashes
+        crashes.append(now)
+        while crashes and crashes[0] < now - self._budget.period:
+            crashes.popleft()
+        restarting = len(crashes) <= self._budget.max_crashes
+        logger.error(
+            "hook %s of session %r raised %s%s",
+            hook,
+            ctl.session_id,
+            type(exc).__name__,
+            "" if restarting else "; too many crashes, the session stops",
+            exc_info=exc,
+        )
+        what = "restarting the session" if restarting else "the session has stopped"
+        ctl.publish(
+            SessionFailed(
+                code="session_error",
+                message=f"{hook} raised {type(exc).__name__}; {what}",
+                ref=ref,
+                hook=hook,
+                restarting=restarting,
+            )
+        )
+        ctl.publish(TaskEnded(hook=hook, status="error", ref=ref))
+        if restarting:
+            ctl.resume_reason = "restarted"
+            self._crashing = True
+            return True
+        ctl.ended = True
+        self.stop()
+        return False
+
+    # -- the end of an incarnation ---------------------------------------------------
+
+    async def on_passivate(self) -> None:
+        ctl = self._ctl
+        ctl.resume_reason = "passivated"
+        if self._snapshots is not None:
+            snapshot = Snapshot(
+                session_id=ctl.session_id,
+                state=ctl.state,
+                settings=ctl.settings,
+                thread_id=ctl.thread_id,
+                user=getattr(ctl.user, "identifier", None),
+            )
+            if packable(snapshot):
+                await self._snapshots.save(snapshot)
+
+    async def on_stop(self) -> None:
+        # Also runs after a crash, before the restart: only a normal exit is the end.
+        if self._crashing:
+            return
+        callback = self._ctl.on_host_gone
+        if callback is not None:
+            callback(self._ctl)
