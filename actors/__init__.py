@@ -12,6 +12,7 @@ from triolet._exceptions import (
     MailboxFull,
     NameTaken,
     NoSuchActor,
+    ServiceEnded,
 )
 
 from ._actor import Actor
@@ -22,6 +23,7 @@ from ._envelopes import ExitReason, Terminated
 from ._overflow import DEFAULT_MAILBOX_SIZE, Overflow
 from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef
 from ._runtime import Runtime
+from ._service import ServiceActor
 from ._timers import Timer
 
 __all__ = [
@@ -45,6 +47,8 @@ __all__ = [
     "NoSuchActor",
     "Overflow",
     "Runtime",
+    "ServiceActor",
+    "ServiceEnded",
     "Terminated",
     "Timer",
     "shared_asyncio_thread",

@@ -142,7 +142,7 @@ class ActorCell:
                 self.runtime.timers.start(
                     None, None, self.idle_timeout, check=self._idle_check, owner=self._timer_set()
                 )
-            reason = await self._loop(actor)
+            reason = await self.run_loop(actor)
         except trio.Cancelled:
             self._cancel_timers()
             raise
@@ -157,7 +157,8 @@ class ActorCell:
         await actor.on_stop()
         return reason
 
-    async def _loop(self, actor: Actor) -> ExitReason:
+    async def run_loop(self, actor: Actor) -> ExitReason:
+        """The message loop; returns when a stop or passivation signal ends it."""
         get = self.mailbox.get
         handle = actor.handle
         special = SPECIAL_TYPES

@@ -33,6 +33,8 @@ PUBLIC = {
         "NoSuchActor",
         "Overflow",
         "Runtime",
+        "ServiceActor",
+        "ServiceEnded",
         "Terminated",
         "Timer",
         "shared_asyncio_thread",

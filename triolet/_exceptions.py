@@ -10,6 +10,7 @@ The hierarchy::
     │   ├── ActorCrashed                the actor died while handling an ask
     │   ├── NameTaken                   a registry name is already in use
     │   ├── NoSuchActor                 no actor is registered under a name
+    │   ├── ServiceEnded                a ServiceActor's service returned on its own
     │   └── InjectedCrash               raised inside an actor by triolet.testing.crash
     ├── SupervisionError                the supervision tree (triolet.supervisor)
     │   ├── SupervisorEscalation        restart intensity exceeded; carries the cause
@@ -54,6 +55,7 @@ __all__ = [
     "NoSuchActor",
     "OriginRefused",
     "ProtocolError",
+    "ServiceEnded",
     "SessionError",
     "SessionLimitReached",
     "StorageError",
@@ -140,6 +142,14 @@ class NoSuchActor(ActorError, LookupError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"no actor is registered as {name!r}")
+
+
+class ServiceEnded(ActorError):
+    """A `ServiceActor`'s service returned while the actor was meant to keep running."""
+
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+        super().__init__(f"the service of {actor!r} ended on its own")
 
 
 class InjectedCrash(ActorError):
