@@ -10,6 +10,7 @@ attribute" deep in a traceback is not how anyone wants to learn of a typo.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -127,7 +128,9 @@ def _import_file(path: Path) -> ModuleType:
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    name = f"triolet_app_{path.stem}"
+    # Unique per file: two apps both called app.py must not replace each other.
+    digest = hashlib.sha1(str(path).encode(), usedforsecurity=False).hexdigest()[:8]
+    name = f"triolet_app_{path.stem}_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
