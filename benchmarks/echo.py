@@ -1,0 +1,261 @@
+"""Echo benchmark: Triolet against a bare hypercorn ASGI echo, same machine, same run.
+
+    python -m benchmarks.echo --json [--sessions 50] [--duration 5]
+
+Starts both servers as their own processes (``triolet run examples/echo/triolet.toml``
+and ``python -m benchmarks._bare``), drives each with the same closed-loop load
+from several load-generator processes, and reads each server's CPU time from the
+operating system before and after. ``cpu_ratio`` is Triolet's server CPU per
+message over the bare server's: what the framework costs on top of the I/O.
+Then it opens ``--idle`` sessions that just sit there and divides the server's RSS
+growth by their number. All traffic stays on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+ECHO_APP = ROOT / "examples" / "echo" / "triolet.toml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not come up within {timeout:g}s")
+
+
+def start_triolet(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "triolet",
+            "run",
+            str(ECHO_APP),
+            "--port",
+            str(port),
+            "--headless",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+    )
+    wait_http(f"http://127.0.0.1:{port}/livez")
+    return process
+
+
+def start_bare(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks._bare", "--port", str(port)], cwd=ROOT
+    )
+    wait_http(f"http://127.0.0.1:{port}/")
+    return process
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def rss(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def drive(
+    url: str, mode: str, sessions: int, processes: int, warmup: float, duration: float
+) -> dict[str, Any]:
+    """Run the closed-loop load from ``processes`` generators; merge their reports."""
+    share = [
+        sessions // processes + (1 if i < sessions % processes else 0) for i in range(processes)
+    ]
+    generators = []
+    offset = 0
+    for count in share:
+        if count == 0:
+            continue
+        generators.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks._loadgen",
+                    "--url",
+                    url,
+                    "--mode",
+                    mode,
+                    "--sessions",
+                    str(count),
+                    "--offset",
+                    str(offset),
+                    "--warmup",
+                    str(warmup),
+                    "--duration",
+                    str(duration),
+                ],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+            )
+        )
+        offset += count
+    reports = []
+    for generator in generators:
+        out, _ = generator.communicate(timeout=warmup + duration + 60)
+        if generator.returncode != 0:
+            raise RuntimeError(f"load generator failed with status {generator.returncode}")
+        reports.append(json.loads(out))
+    latencies = sorted(x for report in reports for x in report["latencies_ms"])
+    return {
+        "messages": sum(r["messages"] for r in reports),
+        "total_messages": sum(r["total_messages"] for r in reports),
+        "latencies": latencies,
+        "loadgen_cpu_s": sum(r["cpu_s"] for r in reports),
+    }
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
+    return sorted_values[index]
+
+
+def measure(pid: int, url: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    before = cpu_seconds(pid)
+    started = time.perf_counter()
+    result = drive(url, mode, args.sessions, args.processes, args.warmup, args.duration)
+    wall = time.perf_counter() - started
+    cpu = cpu_seconds(pid) - before
+    lat = result["latencies"]
+    return {
+        "msgs_per_s": round(result["messages"] / args.duration),
+        "p50_ms": round(percentile(lat, 0.50), 3),
+        "p90_ms": round(percentile(lat, 0.90), 3),
+        "p99_ms": round(percentile(lat, 0.99), 3),
+        "server_cpu_us_per_msg": round(cpu / max(1, result["total_messages"]) * 1e6, 1),
+        "server_cpu_share": round(cpu / wall, 2),
+        "loadgen_cpu_share": round(result["loadgen_cpu_s"] / wall, 2),
+        "messages": result["messages"],
+    }
+
+
+def idle_rss_per_session(pid: int, url: str, protocol: str, sessions: int) -> float:
+    before = rss(pid)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks._loadgen",
+            "--url",
+            url,
+            "--mode",
+            "idle",
+            "--protocol",
+            protocol,
+            "--sessions",
+            str(sessions),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    line = holder.stdout.readline()
+    if line.strip() != b"ready":
+        holder.kill()
+        raise RuntimeError("idle sessions did not all connect")
+    time.sleep(1.0)
+    after = rss(pid)
+    holder.stdin.close()
+    holder.wait(timeout=60)
+    return (after - before) / sessions / 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.echo", description=__doc__)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; median kept")
+    parser.add_argument("--idle", type=int, default=1000, help="idle sessions for memory")
+    args = parser.parse_args(argv)
+
+    triolet_port, bare_port = free_port(), free_port()
+    triolet = start_triolet(triolet_port)
+    bare = start_bare(bare_port)
+    try:
+        runs: dict[str, list[dict[str, Any]]] = {"triolet": [], "bare": []}
+        for _ in range(args.rounds):
+            runs["bare"].append(measure(bare.pid, f"ws://127.0.0.1:{bare_port}/", "bare", args))
+            runs["triolet"].append(
+                measure(triolet.pid, f"ws://127.0.0.1:{triolet_port}/ws", "triolet", args)
+            )
+        rss_kb = idle_rss_per_session(
+            triolet.pid, f"ws://127.0.0.1:{triolet_port}/ws", "triolet", args.idle
+        )
+        bare_rss_kb = idle_rss_per_session(
+            bare.pid, f"ws://127.0.0.1:{bare_port}/", "bare", args.idle
+        )
+    finally:
+        for process in (triolet, bare):
+            process.terminate()
+            process.wait(timeout=30)
+
+    def median(system: str, key: str) -> float:
+        return float(statistics.median(run[key] for run in runs[system]))
+
+    cpu = median("triolet", "server_cpu_us_per_msg")
+    bare_cpu = median("bare", "server_cpu_us_per_msg")
+    result = {
+        "sessions": args.sessions,
+        "msgs_per_s": round(median("triolet", "msgs_per_s")),
+        "p50_ms": median("triolet", "p50_ms"),
+        "p99_ms": median("triolet", "p99_ms"),
+        "server_cpu_us_per_msg": cpu,
+        "bare_server_cpu_us_per_msg": bare_cpu,
+        "cpu_ratio": round(cpu / bare_cpu, 3),
+        "rss_per_idle_session_kb": round(rss_kb, 1),
+        "bare_rss_per_idle_connection_kb": round(bare_rss_kb, 1),
+        "bare_msgs_per_s": round(median("bare", "msgs_per_s")),
+        "bare_p50_ms": median("bare", "p50_ms"),
+        "bare_p99_ms": median("bare", "p99_ms"),
+        "runs": runs,
+        "cpus": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            if key != "runs":
+                print(f"{key:>34}: {value}")
+
+
+if __name__ == "__main__":
+    main()
