@@ -1,0 +1,148 @@
+"""`SessionWire` without sockets: sequencing, fan-out, replay, dedup, failures, latency."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from triolet.supervisor.session import (
+    ElementSent,
+    MessageSent,
+    SessionFailed,
+    StreamEnded,
+    TaskEnded,
+    TaskStarted,
+    TokenStreamed,
+)
+from triolet.transport._frames import (
+    AckEvent,
+    CloseReason,
+    ElementEvent,
+    ErrorEvent,
+    MessageEvent,
+    ProtocolLimits,
+    ServerEvent,
+    TokenEvent,
+)
+from triolet.transport._metrics import Histogram, TransportMetrics
+from triolet.transport._resume import Admission
+from triolet.transport._wire import SessionWire
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.events: list[ServerEvent] = []
+        self.closed: CloseReason | None = None
+
+    def push(self, event: ServerEvent, size: int | None = None) -> None:
+        self.events.append(event)
+
+    def close(self, reason: CloseReason, message: str = "") -> None:
+        self.closed = reason
+
+
+def new_wire(**limits: int) -> tuple[SessionWire, TransportMetrics]:
+    metrics = TransportMetrics()
+    return SessionWire(ProtocolLimits(**limits), metrics), metrics
+
+
+async def test_events_are_sequenced_once_and_fanned_out_to_every_tab() -> None:
+    wire, _ = new_wire()
+    tab1, tab2 = FakeConnection(), FakeConnection()
+    assert wire.attach(tab1, None, new=True) == ("new", 0, ())
+    wire.attach(tab2, None)
+    wire.publish(MessageSent(id="m1", content="", streaming=True))
+    wire.publish(TokenStreamed(message="m1", text="a"))
+    wire.publish(TaskStarted(hook="on_message"))  # not on the wire in v1
+    wire.publish(StreamEnded(message="m1", content="a"))
+    assert [e.seq for e in tab1.events] == [1, 2, 3]  # type: ignore[union-attr]
+    assert tab1.events == tab2.events and tab1.events[0] is tab2.events[0]
+    assert isinstance(tab1.events[1], TokenEvent) and wire.last_seq == 3
+
+
+async def test_a_new_tab_gets_what_on_chat_start_said_before_it_attached() -> None:
+    wire, _ = new_wire()
+    wire.publish(MessageSent(id="m1", content="hello"))
+    status, last_seq, replay = wire.attach(FakeConnection(), None, new=True)
+    assert (status, last_seq) == ("new", 0)
+    assert [type(e) for e in replay] == [MessageEvent]
+
+
+async def test_resume_replays_after_last_seq_or_reports_a_gap() -> None:
+    wire, _ = new_wire(replay_events=3)
+    for i in range(5):
+        wire.publish(MessageSent(id=f"m{i}", content=str(i)))
+    status, last_seq, replay = wire.attach(FakeConnection(), 3)
+    assert (status, last_seq, [e.seq for e in replay]) == ("resumed", 5, [4, 5])
+    assert wire.attach(FakeConnection(), 1)[0] == "gap"  # evicted
+    assert wire.attach(FakeConnection(), 9)[0] == "gap"  # ahead of the log
+    fresh, _ = new_wire()
+    assert fresh.attach(FakeConnection(), 2)[0] == "gap"  # a log rebuilt empty
+
+
+async def test_dedup_window_is_per_session() -> None:
+    wire, _ = new_wire()
+    assert wire.admit("c1") is Admission.NEW
+    assert wire.admit("c1") is Admission.IN_FLIGHT
+    wire.complete("c1", AckEvent(id="c1", status="received"))
+    again = wire.admit("c1")
+    assert isinstance(again, AckEvent) and again.duplicate
+    assert wire.admit("c2") is Admission.NEW
+    wire.forget("c2")
+    assert wire.admit("c2") is Admission.NEW
+
+
+async def test_a_final_failure_errors_and_closes_every_tab() -> None:
+    wire, _ = new_wire()
+    tab1, tab2 = FakeConnection(), FakeConnection()
+    wire.attach(tab1, None)
+    wire.attach(tab2, None)
+    wire.publish(SessionFailed(code="session_error", message="x", ref="c1", restarting=True))
+    assert isinstance(tab1.events[-1], ErrorEvent) and tab1.closed is None
+    wire.publish(SessionFailed(code="session_error", message="x", restarting=False))
+    assert tab1.closed is tab2.closed is CloseReason.SESSION_ENDED and wire.ended
+    assert wire.last_seq == 0  # errors are connection events: never sequenced or replayed
+
+
+async def test_elements_with_bytes_point_at_the_http_api() -> None:
+    wire, _ = new_wire()
+    tab = FakeConnection()
+    wire.attach(tab, None)
+    wire.publish(ElementSent(id="e1", kind="image", name="a.png", data=b"png"))
+    element = tab.events[0]
+    assert isinstance(element, ElementEvent) and element.url == "/api/elements/e1"
+
+
+async def test_detach_reports_when_the_last_connection_leaves() -> None:
+    left: list[SessionWire] = []
+    wire = SessionWire(ProtocolLimits(), TransportMetrics(), on_detached=left.append)
+    tab1, tab2 = FakeConnection(), FakeConnection()
+    wire.attach(tab1, None)
+    wire.attach(tab2, None)
+    wire.detach(tab1)
+    assert left == []
+    wire.detach(tab2)
+    assert left == [wire] and wire.detached_at is not None
+
+
+async def test_latency_histograms(autojump_clock: trio.testing.MockClock) -> None:
+    wire, metrics = new_wire()
+    wire.attach(FakeConnection(), None)
+    wire.received("c1")
+    await trio.sleep(0.02)
+    wire.publish(MessageSent(id="u_c1", role="user", content="q", client_id="c1"))
+    await trio.sleep(0.02)
+    wire.publish(MessageSent(id="m1", content="a"))
+    await trio.sleep(0.5)
+    wire.publish(TaskEnded(hook="on_message", status="ok", ref="c1"))
+    assert metrics.first_event_latency.count == 1
+    assert 0.03 < metrics.first_event_latency.sum < 0.05
+    assert metrics.turn_latency.count == 1 and 0.5 < metrics.turn_latency.sum < 0.6
+
+
+def test_histogram_buckets() -> None:
+    histogram = Histogram((0.1, 1.0))
+    for value in (0.05, 0.1, 0.5, 5.0):
+        histogram.observe(value)
+    assert list(histogram.cumulative()) == [("0.1", 2), ("1.0", 3), ("+Inf", 4)]
+    assert histogram.count == 4 and histogram.counts == [2, 1, 1]

@@ -1,0 +1,409 @@
+"""Per-session wire state: sequencing, replay, dedup, and fan-out to the session's connections.
+
+A session has one `SessionWire`, however many connections (tabs) follow it. It subscribes to the
+session once, as a `SessionOutput`, so a domain event is mapped to a wire event, stamped with
+its ``seq`` and stored for replay exactly once, then pushed into every attached connection's
+outbox. Why per session and not per connection: the seq numbering, the replay buffer and the
+dedup window must survive a connection (a client that reconnects, or retries on a new socket,
+must meet the same numbers and the same memory of what it sent).
+
+`publish` runs inside the session's own task for every event (every streamed token), so it
+never waits: pushing into an outbox is synchronous and bounded, and a connection that falls
+too far behind closes itself (slow_client) without the session noticing.
+
+This module does no I/O: tests drive it with fake connections. Memory is spent lazily (the
+replay log and the dedup window appear with the first event and the first client frame), so
+an idle session costs a few hundred bytes here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, Protocol
+
+import trio
+
+from triolet.supervisor.session import ActionSpec as DomainActionSpec
+from triolet.supervisor.session import (
+    ActionsSent,
+    AskEnded,
+    AskStarted,
+    ElementSent,
+    MessageRemoved,
+    MessageSent,
+    MessageUpdated,
+    SessionFailed,
+    SettingsSent,
+    StepEnded,
+    StepStarted,
+    StepUpdated,
+    StreamEnded,
+    TaskEnded,
+    TokenStreamed,
+)
+from triolet.supervisor.session import SessionEvent as DomainEvent
+
+from ._frames import (
+    AckEvent,
+    ActionsEvent,
+    ActionSpec,
+    AskEndEvent,
+    AskEvent,
+    CloseReason,
+    ElementEvent,
+    ErrorEvent,
+    MessageDeleteEvent,
+    MessageEvent,
+    MessageUpdateEvent,
+    ProtocolLimits,
+    ReplayStatus,
+    ServerEvent,
+    SessionEvent,
+    SettingsEvent,
+    StepEvent,
+    StreamEndEvent,
+    TokenEvent,
+)
+from ._metrics import TransportMetrics
+from ._protocol import event_size
+from ._resume import Admission, DedupWindow, ReplayGap, SessionLog
+
+if TYPE_CHECKING:
+    from triolet.supervisor.router import SessionHandle
+
+__all__ = ["ELEMENT_URL", "Attached", "SessionWire", "to_wire_event"]
+
+#: Where the HTTP API serves an element's bytes (``data`` / ``path`` never travel in frames).
+ELEMENT_URL: Final = "/api/elements/{id}"
+
+#: Client message ids whose receipt time is kept for the latency histogram (a session handles
+#: one message at a time, so more than a mailbox's worth waiting is never useful).
+_MAX_TIMED: Final = 64
+
+#: Errors by which the session refuses a frame outright: the frame is not acknowledged.
+_REFUSALS: Final = frozenset({"invalid_payload", "unknown_action", "unknown_ask"})
+
+
+class Attached(Protocol):
+    """What the wire needs from a connection: a non-blocking push, and a way to close it."""
+
+    def push(self, event: ServerEvent, size: int | None = None) -> None: ...
+
+    def close(self, reason: CloseReason, message: str = "") -> None: ...
+
+
+def _spec(spec: DomainActionSpec) -> ActionSpec:
+    return ActionSpec(
+        id=spec.id,
+        name=spec.name,
+        label=spec.label,
+        payload=spec.payload,
+        tooltip=spec.tooltip,
+        icon=spec.icon,
+        schema=spec.schema,
+    )
+
+
+def to_wire_event(event: DomainEvent) -> SessionEvent | None:
+    """The wire event of a domain event (seq not yet stamped), or ``None`` if it has none.
+
+    ``TaskStarted`` / ``TaskEnded`` are not on the wire in protocol version 1, and
+    ``SessionFailed`` is a connection-level ``error`` (handled by the caller).
+    """
+    kind = type(event)
+    if kind is TokenStreamed:
+        t: TokenStreamed = event  # type: ignore[assignment]
+        return TokenEvent(message=t.message, text=t.text)
+    if kind is MessageSent:
+        e: MessageSent = event  # type: ignore[assignment]
+        return MessageEvent(
+            id=e.id,
+            role=e.role,
+            content=e.content,
+            author=e.author,
+            parent=e.parent,
+            client_id=e.client_id,
+            streaming=e.streaming,
+            created_at=e.created_at,
+            metadata=e.metadata,
+        )
+    if kind is StreamEnded:
+        end: StreamEnded = event  # type: ignore[assignment]
+        return StreamEndEvent(message=end.message)
+    if kind is MessageUpdated:
+        u: MessageUpdated = event  # type: ignore[assignment]
+        return MessageUpdateEvent(message=u.message, content=u.content, metadata=u.metadata)
+    if kind is MessageRemoved:
+        gone: MessageRemoved = event  # type: ignore[assignment]
+        return MessageDeleteEvent(message=gone.message)
+    if kind is StepStarted:
+        s: StepStarted = event  # type: ignore[assignment]
+        return StepEvent(
+            phase="start",
+            id=s.id,
+            name=s.name,
+            kind=s.kind,
+            parent=s.parent,
+            message=s.message,
+            status="running",
+            input=s.input,
+            started_at=s.started_at,
+            metadata=s.metadata,
+        )
+    if kind is StepUpdated:
+        su: StepUpdated = event  # type: ignore[assignment]
+        return StepEvent(
+            phase="update", id=su.id, input=su.input, output=su.output, metadata=su.metadata
+        )
+    if kind is StepEnded:
+        se: StepEnded = event  # type: ignore[assignment]
+        return StepEvent(
+            phase="end",
+            id=se.id,
+            status=se.status,
+            input=se.input,
+            output=se.output,
+            ended_at=se.ended_at,
+            metadata=se.metadata,
+        )
+    if kind is ElementSent:
+        el: ElementSent = event  # type: ignore[assignment]
+        url = el.url
+        if url is None and (el.data is not None or el.path is not None):
+            url = ELEMENT_URL.format(id=el.id)
+        return ElementEvent(
+            id=el.id,
+            kind=el.kind,
+            name=el.name,
+            message=el.message,
+            url=url,
+            mime=el.mime,
+            size=el.size,
+            display=el.display,
+            content=el.content,
+            metadata=el.metadata,
+        )
+    if kind is ActionsSent:
+        a: ActionsSent = event  # type: ignore[assignment]
+        return ActionsEvent(message=a.message, actions=tuple(_spec(x) for x in a.actions))
+    if kind is AskStarted:
+        q: AskStarted = event  # type: ignore[assignment]
+        return AskEvent(
+            id=q.id,
+            kind=q.kind,
+            prompt=q.prompt,
+            timeout=q.timeout,
+            accept=q.accept,
+            max_files=q.max_files,
+            max_bytes=q.max_bytes,
+            actions=tuple(_spec(x) for x in q.actions),
+        )
+    if kind is AskEnded:
+        return AskEndEvent(id=event.id, reason=event.reason)  # type: ignore[union-attr]
+    if kind is SettingsSent:
+        st: SettingsSent = event  # type: ignore[assignment]
+        return SettingsEvent(values=st.values, schema=st.schema)
+    return None
+
+
+class SessionWire:
+    """One session's wire state, shared by all the connections (tabs) attached to it.
+
+    Lifecycle: the endpoint creates it, passes it to ``Router.open(subscriber=...)`` so it sees
+    ``on_chat_start``'s first event, and `bind`\\ s the returned handle. Connections `attach`
+    and `detach`; ``on_detached`` tells the endpoint when the last one left, so the wire can
+    be dropped (see `WebSocketEndpoint`) and the router can forget the session.
+    """
+
+    __slots__ = (
+        "_awaiting",
+        "_conns",
+        "_dedup",
+        "_log",
+        "_received",
+        "_refused",
+        "detached_at",
+        "ended",
+        "handle",
+        "limits",
+        "metrics",
+        "on_detached",
+        "session_id",
+    )
+
+    def __init__(
+        self,
+        limits: ProtocolLimits,
+        metrics: TransportMetrics,
+        *,
+        on_detached: Callable[[SessionWire], None] | None = None,
+    ) -> None:
+        self.limits = limits
+        self.metrics = metrics
+        self.on_detached = on_detached
+        self.session_id = ""
+        self.handle: SessionHandle | None = None
+        self._conns: tuple[Attached, ...] = ()
+        self._log: SessionLog | None = None
+        self._dedup: DedupWindow | None = None
+        self._received: dict[str, float] | None = None
+        self._awaiting: float | None = None
+        self._refused: str | None = None
+        #: trio time when the last connection left (None while one is attached).
+        self.detached_at: float | None = None
+        self.ended = False
+
+    def __repr__(self) -> str:
+        return f"<SessionWire {self.session_id!r} conns={len(self._conns)} seq={self.last_seq}>"
+
+    def bind(self, handle: SessionHandle) -> None:
+        self.handle = handle
+        self.session_id = handle.session_id
+
+    # -- the session side (SessionOutput) ---------------------------------------------------
+
+    def publish(self, event: DomainEvent) -> None:
+        """Map, sequence, log and fan out one domain event. Never blocks."""
+        wire = to_wire_event(event)
+        if wire is None:
+            kind = type(event)
+            if kind is SessionFailed:
+                self._failed(event)  # type: ignore[arg-type]
+            elif kind is TaskEnded and self._received:
+                self._turn_ended(event)  # type: ignore[arg-type]
+            return
+        log = self._log
+        if log is None:
+            log = self._log = SessionLog(
+                max_events=self.limits.replay_events, max_bytes=self.limits.replay_bytes
+            )
+        size = event_size(wire)
+        log.append(wire, size=size)
+        if self._awaiting is not None or self._received:
+            self._time(event)
+        for conn in self._conns:
+            conn.push(wire, size)
+
+    def _failed(self, event: SessionFailed) -> None:
+        if event.code in _REFUSALS:
+            # Published synchronously inside ``deliver``: the endpoint asks right after.
+            self._refused = event.ref
+        error = ErrorEvent(code=event.code, message=event.message, ref=event.ref)
+        for conn in self._conns:
+            conn.push(error)
+        if event.code == "session_error" and not event.restarting:
+            # The session has stopped for good: nothing more will come on these connections.
+            self.ended = True
+            for conn in self._conns:
+                conn.close(CloseReason.SESSION_ENDED, "the session stopped after repeated errors")
+
+    def _time(self, event: DomainEvent) -> None:
+        """Latency: the echo of a timed user message starts the wait for its first reply event."""
+        if type(event) is MessageSent:
+            client_id = event.client_id
+            if client_id is not None:
+                received = self._received.get(client_id) if self._received else None
+                if received is not None:
+                    self._awaiting = received
+                return
+        if self._awaiting is not None:
+            self.metrics.first_event_latency.observe(trio.current_time() - self._awaiting)
+            self._awaiting = None
+
+    def _turn_ended(self, event: TaskEnded) -> None:
+        assert self._received is not None
+        received = self._received.pop(event.ref, None) if event.ref is not None else None
+        if received is not None:
+            self.metrics.turn_latency.observe(trio.current_time() - received)
+            self._awaiting = None  # a handler that said nothing has no first event
+
+    def received(self, client_id: str) -> None:
+        """A client ``message`` was accepted now: start its latency clocks."""
+        timed = self._received
+        if timed is None:
+            timed = self._received = {}
+        elif len(timed) >= _MAX_TIMED:
+            timed.pop(next(iter(timed)))
+        timed[client_id] = trio.current_time()
+
+    # -- the connection side -----------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self._log.last_seq if self._log is not None else 0
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    def attach(
+        self, conn: Attached, last_seq: int | None, *, new: bool = False
+    ) -> tuple[ReplayStatus, int, tuple[SessionEvent, ...]]:
+        """Attach ``conn``; return the welcome's ``replay`` and ``last_seq``, and what to replay.
+
+        The caller pushes ``welcome`` and then the replayed events *before awaiting anything*:
+        from this call on, live events go to ``conn`` too, and the order is welcome, replay,
+        live, with nothing missed or repeated in between.
+
+        A new session replays everything it produced so far (``on_chat_start`` may already
+        have spoken) and says ``last_seq`` 0.
+        """
+        if conn not in self._conns:
+            self._conns = (*self._conns, conn)
+        self.detached_at = None
+        if new:
+            events = self._replay(0)
+            return "new", 0, events if isinstance(events, tuple) else ()
+        current = self.last_seq
+        if last_seq is None:
+            return "resumed", current, ()
+        events = self._replay(last_seq)
+        if isinstance(events, ReplayGap):
+            return "gap", current, ()
+        return "resumed", current, events
+
+    def replay(self, last_seq: int) -> tuple[SessionEvent, ...] | ReplayGap:
+        """The events after ``last_seq`` (a mid-connection ``resume``), or the gap."""
+        return self._replay(last_seq)
+
+    def _replay(self, last_seq: int) -> tuple[SessionEvent, ...] | ReplayGap:
+        if self._log is None:
+            if last_seq == 0:
+                return ()
+            return ReplayGap("ahead", last_seq, None, 0)
+        return self._log.replay(last_seq)
+
+    def detach(self, conn: Attached) -> None:
+        """Stop feeding ``conn`` (idempotent: a closing connection detaches early, then again)."""
+        if conn not in self._conns:
+            return
+        self._conns = tuple(c for c in self._conns if c is not conn)
+        if not self._conns:
+            self.detached_at = trio.current_time()
+            if self.on_detached is not None:
+                self.on_detached(self)
+
+    def close_all(self, reason: CloseReason, message: str = "") -> None:
+        for conn in self._conns:
+            conn.close(reason, message)
+
+    # -- idempotent client frames ------------------------------------------------------------
+
+    def admit(self, client_id: str) -> Admission | AckEvent:
+        dedup = self._dedup
+        if dedup is None:
+            dedup = self._dedup = DedupWindow(self.limits.dedup_window)
+        return dedup.admit(client_id)
+
+    def complete(self, client_id: str, ack: AckEvent) -> None:
+        if self._dedup is not None:
+            self._dedup.complete(client_id, ack)
+
+    def refused(self, client_id: str) -> bool:
+        """Did the session just refuse this frame (bad payload, unknown action or ask)?"""
+        refused, self._refused = self._refused == client_id, None
+        return refused
+
+    def forget(self, client_id: str) -> None:
+        if self._dedup is not None:
+            self._dedup.forget(client_id)
