@@ -1,0 +1,129 @@
+"""Persistence: records, backends (SQLite embedded, PostgreSQL via asyncpg), migrations.
+
+Quick start::
+
+    async with open_backend("sqlite:///.triolet/triolet.sqlite3") as db:   # opens, migrates
+        await db.write_batch([ThreadRecord(id=t, user_id=u), StepRecord(id=m, thread_id=t, ...)])
+        page = await db.list_threads(u, search="invoice")
+
+``upgrade(url)`` and ``status(url)`` are what ``triolet db upgrade`` / ``triolet db status``
+call. The private modules, one job each: ``_records`` (what is stored), ``_schema`` (the
+tables), ``_migrations`` (frozen DDL per version), ``_sanitize`` (bad data policy),
+``_batch`` (records to rows), ``_queries`` (SQLAlchemy Core statements), ``_base`` (the
+shared query methods), ``_sqlite`` / ``_postgres`` (the drivers), ``_export``, ``_open``.
+"""
+
+from __future__ import annotations
+
+from triolet._exceptions import (
+    JournalCorrupt,
+    JournalError,
+    JournalFull,
+    MigrationError,
+    RecordRejected,
+    SchemaTooNew,
+    StorageError,
+    ThreadNotFound,
+    UnknownFile,
+    UploadRejected,
+)
+
+from ._backend import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    BatchResult,
+    ExportFormat,
+    StorageBackend,
+    ThreadDetail,
+    ThreadPage,
+    ThreadSummary,
+)
+from ._files import (
+    DEFAULT_ORPHAN_GRACE,
+    FileLimits,
+    FileReader,
+    FileStore,
+    ReferencedKeys,
+    StoredFile,
+    run_sweeper,
+)
+from ._journal import (
+    DEFAULT_JOURNAL_MAX_BYTES,
+    DEFAULT_JOURNAL_MAX_RECORD_BYTES,
+    Journal,
+    JournalRecord,
+)
+from ._local_files import LocalFileStore
+from ._migrations import LATEST as LATEST_SCHEMA_VERSION
+from ._migrations import SchemaStatus
+from ._names import content_disposition, sanitize_filename
+from ._open import open_backend, status, upgrade
+from ._postgres import PostgresBackend
+from ._records import (
+    MESSAGE,
+    ActionRecord,
+    ElementRecord,
+    FeedbackRecord,
+    Record,
+    SnapshotRecord,
+    StepRecord,
+    ThreadRecord,
+    UserRecord,
+    feedback_id,
+)
+from ._sanitize import DEFAULT_LIMITS, Limits
+from ._sqlite import SQLiteBackend
+
+__all__ = [
+    "DEFAULT_JOURNAL_MAX_BYTES",
+    "DEFAULT_JOURNAL_MAX_RECORD_BYTES",
+    "DEFAULT_LIMITS",
+    "DEFAULT_ORPHAN_GRACE",
+    "DEFAULT_PAGE_SIZE",
+    "LATEST_SCHEMA_VERSION",
+    "MAX_PAGE_SIZE",
+    "MESSAGE",
+    "ActionRecord",
+    "BatchResult",
+    "ElementRecord",
+    "ExportFormat",
+    "FeedbackRecord",
+    "FileLimits",
+    "FileReader",
+    "FileStore",
+    "Journal",
+    "JournalCorrupt",
+    "JournalError",
+    "JournalFull",
+    "JournalRecord",
+    "Limits",
+    "LocalFileStore",
+    "MigrationError",
+    "PostgresBackend",
+    "Record",
+    "RecordRejected",
+    "ReferencedKeys",
+    "SQLiteBackend",
+    "SchemaStatus",
+    "SchemaTooNew",
+    "SnapshotRecord",
+    "StepRecord",
+    "StorageBackend",
+    "StorageError",
+    "StoredFile",
+    "ThreadDetail",
+    "ThreadNotFound",
+    "ThreadPage",
+    "ThreadRecord",
+    "ThreadSummary",
+    "UnknownFile",
+    "UploadRejected",
+    "UserRecord",
+    "content_disposition",
+    "feedback_id",
+    "open_backend",
+    "run_sweeper",
+    "sanitize_filename",
+    "status",
+    "upgrade",
+]

@@ -26,6 +26,15 @@ The hierarchy::
     │   └── OriginRefused               a WebSocket handshake from a disallowed Origin
     ├── AuthError                       authentication and authorization
     ├── StorageError                    persistence backends and the writer
+    │   ├── MigrationError              the schema could not be brought up to date
+    │   │   └── SchemaTooNew            the database was migrated by a newer Triolet
+    │   ├── RecordRejected              one record of a batch is unstorable (field, size)
+    │   ├── ThreadNotFound              no such thread for this user (or not theirs)
+    │   ├── UploadRejected              an upload broke a limit or the type allow-list (reason)
+    │   ├── UnknownFile                 no stored file has this key (never did, or removed)
+    │   └── JournalError                the local spill journal could not be written or read
+    │       ├── JournalFull             the journal reached its size bound: push back
+    │       └── JournalCorrupt          a record in the middle failed its checksum
     ├── BridgeError                     Slack / Discord / Teams bridges
     └── AsyncioBridgeError              the dedicated asyncio thread is not running
 
@@ -50,21 +59,30 @@ __all__ = [
     "ConfigError",
     "FrameTooLarge",
     "InjectedCrash",
+    "JournalCorrupt",
+    "JournalError",
+    "JournalFull",
     "MailboxFull",
+    "MigrationError",
     "NameTaken",
     "NoSuchActor",
     "OriginRefused",
     "ProtocolError",
+    "RecordRejected",
+    "SchemaTooNew",
     "ServiceEnded",
     "SessionError",
     "SessionLimitReached",
     "StorageError",
     "SupervisionError",
     "SupervisorEscalation",
+    "ThreadNotFound",
     "TransportError",
     "TrioletError",
+    "UnknownFile",
     "UnknownSession",
     "UnsupportedVersion",
+    "UploadRejected",
 ]
 
 
@@ -286,6 +304,131 @@ class AuthError(TrioletError):
 
 class StorageError(TrioletError):
     """A persistence backend or the persistence writer failed."""
+
+
+class MigrationError(StorageError):
+    """The database schema could not be brought to the version this code needs."""
+
+
+class SchemaTooNew(MigrationError):
+    """The database was migrated by a newer Triolet than this one.
+
+    Refused rather than used: an older program writing to a newer schema can
+    corrupt data it does not know about. Upgrade Triolet, or restore a backup.
+    """
+
+    def __init__(self, current: int, latest: int) -> None:
+        self.current = current
+        self.latest = latest
+        super().__init__(
+            f"the database schema is at version {current}, but this Triolet knows only "
+            f"versions up to {latest}: upgrade Triolet (never run an older one on it)"
+        )
+
+
+class RecordRejected(StorageError, ValueError):
+    """One record cannot be stored as it is (a field too large, a value not serialisable).
+
+    ``field`` names the offending field and ``size`` its size, so the log line
+    alone says what to fix. The rest of its batch is stored regardless.
+    """
+
+    def __init__(
+        self, kind: str, record_id: str, field: str, message: str, *, size: int | None = None
+    ) -> None:
+        self.kind = kind
+        self.record_id = record_id
+        self.field = field
+        self.size = size
+        super().__init__(f"{kind} {record_id!r}: field {field!r} {message}")
+
+
+class ThreadNotFound(StorageError, LookupError):
+    """No thread with this id is visible to this user.
+
+    Raised alike for a thread that never existed, one that was deleted, and one
+    owned by somebody else: the answer never tells which, so ids cannot be probed.
+    """
+
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        super().__init__(f"no thread {thread_id!r}")
+
+
+class UploadRejected(StorageError, ValueError):
+    """An upload was refused; nothing of it is kept.
+
+    ``reason`` is a machine-readable code the HTTP layer returns as is:
+    ``too_large`` (over the per-file limit), ``quota_exceeded`` (over the
+    session's total), ``type_not_allowed`` (the sniffed type is not on the
+    allow-list), ``type_mismatch`` (the declared type disagrees with the bytes)
+    or ``empty``. ``limit``, ``declared`` and ``sniffed`` carry the numbers and
+    types the message names, so a client can explain the refusal.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        limit: int | None = None,
+        declared: str | None = None,
+        sniffed: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.limit = limit
+        self.declared = declared
+        self.sniffed = sniffed
+        super().__init__(message)
+
+
+class UnknownFile(StorageError, LookupError):
+    """No stored file has this key: it never existed, expired, or was deleted.
+
+    Also raised for a key that is not a well-formed storage key, so a probing
+    client learns nothing from the difference.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"no stored file {key!r}")
+
+
+class JournalError(StorageError):
+    """The local append-only journal could not be opened, written or read."""
+
+
+class JournalFull(JournalError):
+    """Appending would take the journal past its size bound.
+
+    The persistence writer must push back (stop acknowledging) rather than
+    fill the disk; the journal drains once storage is back and is compacted.
+    """
+
+    def __init__(self, path: str, size: int, needed: int, limit: int) -> None:
+        self.path = path
+        self.size = size
+        self.needed = needed
+        self.limit = limit
+        super().__init__(
+            f"journal {path} is full: {size} bytes used, a record of {needed} bytes "
+            f"would pass the limit of {limit} bytes"
+        )
+
+
+class JournalCorrupt(JournalError):
+    """A journal record before the last one failed its checks.
+
+    A damaged *last* record is a torn write (the process died mid-append) and
+    is cut off with a warning; damage followed by more records is not, and
+    acknowledged data would be lost by skipping it, so it is an error.
+    """
+
+    def __init__(self, path: str, offset: int, detail: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.detail = detail
+        super().__init__(f"journal {path} is corrupt at byte {offset}: {detail}")
 
 
 class BridgeError(TrioletError):

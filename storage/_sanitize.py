@@ -1,0 +1,160 @@
+"""Bad data at the storage boundary: what is repaired, what is refused, and why.
+
+Text reaches storage from users, models and tools, so it can hold anything. The policy:
+
+* **NUL bytes** (``"\\x00"``) are *replaced* by U+FFFD (the replacement character).
+  PostgreSQL rejects NUL in ``text`` and in ``jsonb`` strings outright; SQLite would keep it.
+  Replacing (rather than stripping) keeps the same text in both backends and leaves a visible
+  mark where something was.
+* **Invalid UTF-8** shows up in a Python ``str`` as lone surrogates (``surrogateescape``
+  decoding, a broken JSON ``\\ud800`` escape). Neither database can encode them; each one is
+  replaced by U+FFFD.
+* **Non-finite floats** (NaN, infinity) in JSON become ``null``: PostgreSQL's ``jsonb`` has no
+  spelling for them. A value JSON cannot represent (a ``datetime``, a model object) is stored
+  as its ``str()``, and ``bytes`` as a short placeholder: a trace step's input is worth
+  keeping in a readable form rather than losing the whole step.
+* **Oversized** values are *refused*, never truncated: a limit (`Limits`) is a configuration
+  choice, and cutting a message in half silently would be worse than a clear error. The
+  record is rejected with `RecordRejected` naming the field and its size; the other records
+  of its batch are stored as usual (the backend returns the rejections, the writer reports
+  them).
+
+Repairs cost nothing on clean data: ASCII text and NUL-free strings take a fast path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from triolet._exceptions import RecordRejected
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Limits",
+    "clean_json",
+    "clean_text",
+]
+
+_REPLACEMENT: Final = "\ufffd"
+_MAX_DEPTH: Final = 64
+#: A Python str holds astral characters as single code points, so every surrogate is lone.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """The largest values a backend stores (characters for text, UTF-8 bytes for JSON)."""
+
+    #: message content, step errors, feedback comments
+    max_text_chars: int = 1_000_000
+    #: ids, names, authors, tags, MIME types, storage keys
+    max_name_chars: int = 4_096
+    #: a step's input / output, an element's inline content, an action's payload
+    max_json_bytes: int = 1_000_000
+    #: any ``metadata`` object
+    max_metadata_bytes: int = 64 * 1024
+    #: one session snapshot (msgpack)
+    max_snapshot_bytes: int = 4 * 1024 * 1024
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+class _Where:
+    """Which record a value belongs to, for the error message."""
+
+    __slots__ = ("kind", "record_id")
+
+    def __init__(self, kind: str, record_id: str) -> None:
+        self.kind = kind
+        self.record_id = record_id
+
+    def reject(self, field: str, message: str, size: int | None = None) -> RecordRejected:
+        return RecordRejected(self.kind, self.record_id, field, message, size=size)
+
+
+def _repair(value: str) -> str:
+    if "\x00" in value:
+        value = value.replace("\x00", _REPLACEMENT)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = _SURROGATE.sub(_REPLACEMENT, value)
+    return value
+
+
+def clean_text(value: str | None, limit: int, where: _Where, field: str) -> str | None:
+    """``value`` repaired, or `RecordRejected` when it is longer than ``limit`` characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise where.reject(field, f"must be text, not {type(value).__name__}")
+    if len(value) > limit:
+        raise where.reject(
+            field, f"is {len(value)} characters, over the limit of {limit}", len(value)
+        )
+    return _repair(value)
+
+
+def _fallback(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def _scrub(value: Any, depth: int) -> Any:
+    """The slow path: a copy of ``value`` that JSON and both databases accept."""
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"nested deeper than {_MAX_DEPTH} levels (or circular)")
+    if isinstance(value, str):
+        return _repair(value)
+    if isinstance(value, bool | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_repair(str(k)): _scrub(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v, depth + 1) for v in value]
+    return _scrub(_fallback(value), depth + 1)
+
+
+def _fast_dump(value: Any) -> tuple[str, int] | None:
+    """JSON text and its UTF-8 size, or None when the value needs `_scrub` first."""
+    try:
+        text = json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_fallback
+        )
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
+        return None
+    return None if "\\u0000" in text else (text, size)
+
+
+def clean_json(value: Any, limit: int, where: _Where, field: str) -> str | None:
+    """``value`` serialised as compact JSON text, repaired, within ``limit`` UTF-8 bytes."""
+    if value is None:
+        return None
+    dumped = _fast_dump(value)
+    if dumped is None:
+        try:
+            text = json.dumps(_scrub(value, 0), ensure_ascii=False, separators=(",", ":"))
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise where.reject(field, f"is not storable as JSON ({exc})") from None
+        dumped = (text, len(text.encode("utf-8")))
+    text, size = dumped
+    if size > limit:
+        raise where.reject(field, f"is {size} bytes of JSON, over the limit of {limit}", size)
+    return text
+
+
+def where(kind: str, record_id: str) -> _Where:
+    """The context `clean_text` / `clean_json` name in their errors."""
+    return _Where(kind, record_id)
