@@ -40,6 +40,9 @@ class ServiceActor(Actor):
 
     _own_serve: ClassVar[bool] = True
 
+    #: What the service passed to ``task_status.started()`` (a server's addresses, say).
+    service_value: Any = None
+
     async def run_service(self, *, task_status: trio.TaskStatus[Any]) -> None:
         """Run the service; call ``task_status.started()`` once it is ready."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement run_service")
@@ -55,7 +58,7 @@ class ServiceActor(Actor):
         try:
             async with trio.open_nursery() as nursery:
                 await self.on_start()
-                await nursery.start(service)
+                self.service_value = await nursery.start(service)
                 if cell.state is CellState.STARTING:
                     cell.state = CellState.RUNNING
                 task_status.started()

@@ -11,8 +11,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import trio
+
 from triolet._exceptions import ConfigError
-from triolet.supervisor.config import DEFAULT_CONFIG_FILE, load_config, render_starter_config
+from triolet.supervisor.config import (
+    DEFAULT_CONFIG_FILE,
+    TrioletConfig,
+    load_config,
+    render_starter_config,
+)
 
 __all__ = ["main"]
 
@@ -42,6 +49,52 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_for_run(args: argparse.Namespace) -> TrioletConfig:
+    """The config ``triolet run`` starts from: a TOML file, or an app file with defaults."""
+    target = Path(args.target) if args.target else Path(DEFAULT_CONFIG_FILE)
+    overrides: dict[str, object] = {}
+    if args.host is not None:
+        overrides["server.host"] = args.host
+    if args.port is not None:
+        overrides["server.port"] = args.port
+    if args.headless:
+        overrides["server.headless"] = True
+    if target.suffix == ".py":
+        if not target.is_file():
+            raise ConfigError(f"{target}: no such file", file=str(target))
+        overrides["app.actor"] = str(target.resolve())
+        return load_config(None, overrides=overrides)
+    if not target.is_file():
+        hint = " (run `triolet init` to write one)" if not args.target else ""
+        raise ConfigError(f"{target}: no such file{hint}", file=str(target))
+    return load_config(target, overrides=overrides)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ._logging import configure_logging
+
+    configure_logging(args.log_level)
+    if args.watch:
+        from ._reload import ReloadSupervisor, child_command
+
+        target = Path(args.target) if args.target else Path(DEFAULT_CONFIG_FILE)
+        root = target.resolve().parent
+        return trio.run(ReloadSupervisor(child_command(sys.argv[1:]), [root]).run)
+    try:
+        config = _load_for_run(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    from ._run import run_app
+
+    try:
+        trio.run(run_app, config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     from triolet import __version__
 
@@ -63,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a triolet.toml (and its environment)")
     check.add_argument("config", nargs="?", default=DEFAULT_CONFIG_FILE)
     check.set_defaults(handler=_cmd_check)
+
+    run = commands.add_parser("run", help="run the app: the supervision tree and the server")
+    run.add_argument(
+        "target",
+        nargs="?",
+        help="triolet.toml (default) or an app .py file (run with every default)",
+    )
+    run.add_argument("--host", help="address to listen on (overrides server.host)")
+    run.add_argument("--port", type=int, help="port to listen on, 0 for any free port")
+    run.add_argument("--headless", action="store_true", help="HTTP and WebSocket API only")
+    run.add_argument("--watch", action="store_true", help="restart when .py or .toml files change")
+    run.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="debug adds full tracebacks",
+    )
+    run.set_defaults(handler=_cmd_run)
 
     version = commands.add_parser("version", help="print the installed version")
     version.set_defaults(handler=_cmd_version)

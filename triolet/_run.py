@@ -1,0 +1,191 @@
+"""``triolet run``: build the supervision tree that ``triolet.toml`` describes, and serve it.
+
+The tree (docs/ARCHITECTURE.md draws it)::
+
+    root supervisor ([supervision] strategy, rest_for_one by default)
+    ├── actors:    supervisor (one_for_one) of the [[actors]] entries, in file order
+    ├── sessions:  the router's supervisor (one_for_one) of one SessionHost per chat
+    └── transport: a ServiceActor running hypercorn (started last, stopped first)
+
+Shutdown (SIGINT/SIGTERM) stops the tree in reverse: the transport drains and stops
+accepting first, running handlers finish within their deadline, then the sessions and
+the user's actors stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+
+from triolet.actors import ServiceActor
+from triolet.supervisor import (
+    ActorSystem,
+    Backoff,
+    ChildSpec,
+    Restart,
+    Strategy,
+    Supervisor,
+    open_actor_system,
+)
+from triolet.supervisor.config import TrioletConfig
+from triolet.supervisor.router import Router, SessionLimits
+from triolet.transport import (
+    ProtocolLimits,
+    TransportMetrics,
+    WebSocketEndpoint,
+    create_app,
+    serve,
+)
+
+from ._loader import load_actor_class, load_behaviour
+
+__all__ = ["TransportService", "build_router", "run_app"]
+
+logger = logging.getLogger("triolet.run")
+
+#: Seconds /readyz answers 503 before the listener closes (load balancers notice).
+DRAIN_DELAY: Final = 0.5
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isinf(value) else value
+
+
+def session_limits(config: TrioletConfig) -> SessionLimits:
+    sessions = config.sessions
+    return SessionLimits(
+        max_sessions=sessions.max_sessions,
+        mailbox_size=sessions.mailbox_size,
+        overflow=sessions.overflow,  # type: ignore[arg-type]
+        block_timeout=_finite(sessions.block_timeout),
+        idle_timeout=_finite(sessions.idle_timeout),
+        shutdown_timeout=config.supervision.shutdown_timeout,
+    )
+
+
+def build_router(config: TrioletConfig) -> Router:
+    base = config.source.parent if config.source is not None else Path.cwd()
+    behaviour = load_behaviour(config.app.actor, base=base)
+    return Router(behaviour, limits=session_limits(config))
+
+
+def user_actor_specs(config: TrioletConfig) -> list[ChildSpec]:
+    base = config.source.parent if config.source is not None else Path.cwd()
+    specs = []
+    for index, entry in enumerate(config.actors):
+        cls = load_actor_class(entry.actor, key=f"actors[{index}].actor", base=base)
+        specs.append(
+            ChildSpec(
+                name=entry.name,
+                factory=partial(cls, **entry.options),
+                actor_class=cls,
+                restart=Restart(entry.restart),
+                mailbox_size=entry.mailbox_size,
+                overflow=entry.overflow,  # type: ignore[arg-type]
+                shutdown_timeout=config.supervision.shutdown_timeout,
+            )
+        )
+    return specs
+
+
+class TransportService(ServiceActor):
+    """hypercorn on one port, as a supervised member of the tree."""
+
+    def __init__(self, config: TrioletConfig, router: Router, system: ActorSystem) -> None:
+        self.config = config
+        self.router = router
+        self.system = system
+        self._stop = trio.Event()
+
+    async def run_service(self, *, task_status: trio.TaskStatus[Any]) -> None:
+        server = self.config.server
+        limits = ProtocolLimits(
+            max_frame_bytes=server.max_frame_bytes,
+            heartbeat_interval=server.heartbeat_interval,
+            heartbeat_timeout=server.heartbeat_timeout,
+            outbox_events=server.outbox_size,
+        )
+        metrics = TransportMetrics()
+        endpoint = WebSocketEndpoint(
+            self.router,
+            limits,
+            allowed_origins=server.allowed_origins,
+            metrics=metrics,
+            max_connections=server.max_connections,
+        )
+        app = create_app(
+            self.router,
+            system=self.system,
+            websocket=endpoint,
+            ws_metrics=metrics,
+            headless=server.headless,
+            title=self.config.app.name,
+        )
+        await serve(
+            app,
+            host=server.host,
+            port=server.port,
+            shutdown_trigger=self._stop.wait,
+            graceful_timeout=self.config.supervision.shutdown_timeout,
+            drain_delay=DRAIN_DELAY,
+            max_frame_bytes=server.max_frame_bytes,
+            task_status=task_status,
+        )
+
+    async def on_stop(self) -> None:
+        self._stop.set()
+
+
+async def run_app(
+    config: TrioletConfig,
+    *,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the app ``config`` describes until SIGINT/SIGTERM (or cancellation).
+
+    ``task_status.started`` receives the server's addresses once it listens.
+    """
+    supervision = config.supervision
+    router = build_router(config)
+    children: list[ChildSpec] = []
+    actor_specs = user_actor_specs(config)
+    if actor_specs:
+        children.append(
+            ChildSpec(
+                name="actors",
+                factory=partial(Supervisor, actor_specs, strategy=Strategy.ONE_FOR_ONE),
+                actor_class=Supervisor,
+                register=False,
+            )
+        )
+    children.append(router.child_spec("sessions"))
+    async with open_actor_system(
+        children,
+        strategy=Strategy(supervision.strategy),
+        max_restarts=supervision.max_restarts,
+        period=supervision.period,
+        backoff=Backoff(
+            minimum=supervision.backoff_min,
+            maximum=supervision.backoff_max,
+            jitter=supervision.backoff_jitter,
+        ),
+        shutdown_timeout=4 * supervision.shutdown_timeout + DRAIN_DELAY,
+        handle_signals=handle_signals,
+    ) as system:
+        transport = ChildSpec(
+            name="transport",
+            factory=partial(TransportService, config, router, system),
+            actor_class=TransportService,
+            shutdown_timeout=supervision.shutdown_timeout + DRAIN_DELAY + 1.0,
+        )
+        ref = await system.spawn(transport)
+        service = system.root.children()[-1].actor
+        assert isinstance(service, TransportService) and ref.name == "transport"
+        task_status.started(list(service.service_value or []))
+        await system.wait_stopped()
