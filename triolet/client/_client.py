@@ -293,7 +293,13 @@ class Client:
                 return
         elif kind == "pong":
             return
-        elif kind == "ack" or (kind == "error" and event.get("ref") in self._pending):
+        elif kind == "ack" or (
+            # A frame refused (busy, invalid payload...) is answered with an error; a hook
+            # that crashed while handling an accepted frame is news for the stream instead.
+            kind == "error"
+            and event.get("ref") in self._pending
+            and event.get("code") != "session_error"
+        ):
             pending = self._pending.get(event.get("id") or event.get("ref") or "")
             if pending is not None and not pending.done.is_set():
                 # Answered to the waiting `request` (which raises an error), not to the stream.
