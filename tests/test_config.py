@@ -39,7 +39,7 @@ def test_no_file_is_every_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert config.server.ack == "durable"
     assert config.sessions.mailbox_size == cfg.DEFAULT_MAILBOX_SIZE
     assert config.sessions.overflow == cfg.DEFAULT_OVERFLOW
-    assert config.supervision.strategy == "one_for_one"
+    assert config.supervision.strategy == "rest_for_one"
     assert config.storage.backend == "sqlite"
     assert config.storage.sqlite_path == tmp_path / cfg.DEFAULT_STORAGE_URL
     assert config.auth.provider == "anonymous"

@@ -98,7 +98,9 @@ DEFAULT_MAX_SESSIONS: Final = 10_000
 DEFAULT_ASK_TIMEOUT: Final = 300.0
 
 # [supervision]: the same values as triolet.supervisor's own defaults (a test pins them)
-DEFAULT_STRATEGY: Final = "one_for_one"
+# The app's root supervisor: rest_for_one, so a failed child restarts those started after it
+# (the transport depends on the sessions, which depend on storage and the user's actors).
+DEFAULT_STRATEGY: Final = "rest_for_one"
 DEFAULT_MAX_RESTARTS: Final = 3
 DEFAULT_RESTART_PERIOD: Final = 5.0
 DEFAULT_BACKOFF_MIN: Final = 0.01

@@ -144,7 +144,7 @@ class SessionsConfig(Section):
 
 
 class SupervisionConfig(Section):
-    """[supervision]: restart policy and intensity of the supervisors."""
+    """[supervision]: restart policy and intensity of the app's root supervisor."""
 
     strategy: Strategy = Field(
         default=d.DEFAULT_STRATEGY,
