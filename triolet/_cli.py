@@ -13,7 +13,7 @@ from pathlib import Path
 
 import trio
 
-from triolet._exceptions import ConfigError
+from triolet._exceptions import ConfigError, TrioletError
 from triolet.supervisor.config import (
     DEFAULT_CONFIG_FILE,
     TrioletConfig,
@@ -95,6 +95,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _storage_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url)
+    path = Path(args.config)
+    config = load_config(path if path.is_file() else None)
+    url = config.storage.url
+    if config.storage.backend == "sqlite":
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from triolet.storage import status, upgrade
+
+    try:
+        url = _storage_url(args)
+        if args.db_command == "upgrade":
+            applied = trio.run(upgrade, url)
+            done = ", ".join(f"v{v}" for v in applied) if applied else "nothing to apply"
+            print(f"{_redact(url)}: {done}")
+        state = trio.run(status, url)
+    except TrioletError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    pending = ", ".join(f"v{v}" for v in state.pending) or "none"
+    print(
+        f"{_redact(url)}: schema v{state.current} of v{state.latest}; pending: {pending}"
+        + ("" if state.up_to_date else " (run `triolet db upgrade`)")
+    )
+    return 0 if state.up_to_date or args.db_command == "status" else 1
+
+
+def _redact(url: str) -> str:
+    """A URL fit for printing: no password."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        user = credentials.partition(":")[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+    return url
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     from triolet import __version__
 
@@ -134,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="debug adds full tracebacks",
     )
     run.set_defaults(handler=_cmd_run)
+
+    db = commands.add_parser("db", help="the database: migrate it, or see where it stands")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    for name, text in (
+        ("upgrade", "apply pending migrations"),
+        ("status", "show the schema version and pending migrations"),
+    ):
+        sub = db_commands.add_parser(name, help=text)
+        sub.add_argument("config", nargs="?", default=DEFAULT_CONFIG_FILE)
+        sub.add_argument("--url", help="a storage URL instead of the config's [storage] url")
+        sub.set_defaults(handler=_cmd_db)
 
     version = commands.add_parser("version", help="print the installed version")
     version.set_defaults(handler=_cmd_version)
