@@ -38,6 +38,7 @@ from ._backend import (
     ThreadPage,
     ThreadSummary,
 )
+from ._event_records import EventRecorder, command_records, user_step_id
 from ._files import (
     DEFAULT_ORPHAN_GRACE,
     FileLimits,
@@ -58,6 +59,7 @@ from ._migrations import LATEST as LATEST_SCHEMA_VERSION
 from ._migrations import SchemaStatus
 from ._names import content_disposition, sanitize_filename
 from ._open import open_backend, status, upgrade
+from ._persistence import DEFAULT_LANE_CAPACITY, Persistence, SessionRecorder
 from ._postgres import PostgresBackend
 from ._records import (
     MESSAGE,
@@ -72,20 +74,40 @@ from ._records import (
     feedback_id,
 )
 from ._sanitize import DEFAULT_LIMITS, Limits
+from ._snapshot_store import StorageSnapshots, StoredSnapshot, load_history
 from ._sqlite import SQLiteBackend
+from ._writer import (
+    DEFAULT_BATCH_DELAY,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_WRITER_MAILBOX,
+    AckMode,
+    PersistenceWriter,
+    Write,
+    WriterStats,
+    store,
+    writer_spec,
+)
 
 __all__ = [
+    "DEFAULT_BATCH_DELAY",
+    "DEFAULT_BATCH_SIZE",
     "DEFAULT_JOURNAL_MAX_BYTES",
     "DEFAULT_JOURNAL_MAX_RECORD_BYTES",
+    "DEFAULT_LANE_CAPACITY",
     "DEFAULT_LIMITS",
     "DEFAULT_ORPHAN_GRACE",
     "DEFAULT_PAGE_SIZE",
+    "DEFAULT_WRITER_MAILBOX",
+    "DEFAULT_WRITE_TIMEOUT",
     "LATEST_SCHEMA_VERSION",
     "MAX_PAGE_SIZE",
     "MESSAGE",
+    "AckMode",
     "ActionRecord",
     "BatchResult",
     "ElementRecord",
+    "EventRecorder",
     "ExportFormat",
     "FeedbackRecord",
     "FileLimits",
@@ -99,6 +121,8 @@ __all__ = [
     "Limits",
     "LocalFileStore",
     "MigrationError",
+    "Persistence",
+    "PersistenceWriter",
     "PostgresBackend",
     "Record",
     "RecordRejected",
@@ -106,11 +130,14 @@ __all__ = [
     "SQLiteBackend",
     "SchemaStatus",
     "SchemaTooNew",
+    "SessionRecorder",
     "SnapshotRecord",
     "StepRecord",
     "StorageBackend",
     "StorageError",
+    "StorageSnapshots",
     "StoredFile",
+    "StoredSnapshot",
     "ThreadDetail",
     "ThreadNotFound",
     "ThreadPage",
@@ -119,11 +146,18 @@ __all__ = [
     "UnknownFile",
     "UploadRejected",
     "UserRecord",
+    "Write",
+    "WriterStats",
+    "command_records",
     "content_disposition",
     "feedback_id",
+    "load_history",
     "open_backend",
     "run_sweeper",
     "sanitize_filename",
     "status",
+    "store",
     "upgrade",
+    "user_step_id",
+    "writer_spec",
 ]
