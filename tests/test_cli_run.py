@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -61,13 +63,22 @@ class RunningApp:
 
 
 @asynccontextmanager
-async def triolet_run(*args: str, cwd: Path = ROOT) -> AsyncIterator[RunningApp]:
+async def triolet_run(
+    *args: str, cwd: Path = ROOT, state: Path | None = None
+) -> AsyncIterator[RunningApp]:
+    """``triolet run`` with its database and files under ``state`` (a fresh temp dir)."""
+    state = state or Path(tempfile.mkdtemp(prefix="triolet-run-"))
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "triolet", "run", *args, "--port", "0", "--headless"],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TRIOLET__STORAGE__URL": str(state / "triolet.sqlite3"),
+            "TRIOLET__STORAGE__FILES_DIR": str(state / "files"),
+        },
     )
     app = RunningApp(process)
     try:
@@ -99,6 +110,23 @@ async def test_echo_example_over_a_real_socket() -> None:
             assert (await http.get("/readyz")).status_code == 200
             metrics = (await http.get("/metrics")).text
             assert "triolet_sessions_live" in metrics or "sessions" in metrics
+
+
+async def test_acknowledged_messages_are_stored_and_survive_a_restart(tmp_path: Path) -> None:
+    config = str(EXAMPLES / "echo" / "triolet.toml")
+    async with triolet_run(config, state=tmp_path) as app, connect(app.ws) as client:
+        assert client.welcome is not None and client.welcome["ack_mode"] == "stored"
+        assert await client.ask("remember me") == "echo: remember me"
+    with sqlite3.connect(tmp_path / "triolet.sqlite3") as db:
+        contents = [row[0] for row in db.execute("SELECT content FROM steps ORDER BY seq")]
+    assert "remember me" in contents
+    assert "echo: remember me" in contents
+    async with triolet_run(config, state=tmp_path) as app, connect(app.ws) as client:
+        assert await client.ask("still here") == "echo: still here"
+    with sqlite3.connect(tmp_path / "triolet.sqlite3") as db:
+        contents = [row[0] for row in db.execute("SELECT content FROM steps ORDER BY seq")]
+    assert contents.count("remember me") == 1
+    assert "echo: still here" in contents
 
 
 async def test_streaming_example_streams_and_stops() -> None:

@@ -3,13 +3,14 @@
 The tree (docs/ARCHITECTURE.md draws it)::
 
     root supervisor ([supervision] strategy, rest_for_one by default)
+    ├── storage:   the persistence writer (first to start, last to stop: it flushes)
     ├── actors:    supervisor (one_for_one) of the [[actors]] entries, in file order
     ├── sessions:  the router's supervisor (one_for_one) of one SessionHost per chat
     └── transport: a ServiceActor running hypercorn (started last, stopped first)
 
 Shutdown (SIGINT/SIGTERM) stops the tree in reverse: the transport drains and stops
 accepting first, running handlers finish within their deadline, then the sessions and
-the user's actors stop.
+the user's actors stop, and the writer flushes what they published last.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from typing import Any, Final
 import trio
 
 from triolet.actors import ServiceActor
+from triolet.storage import (
+    Persistence,
+    SessionRecorder,
+    StorageSnapshots,
+    open_backend,
+    writer_spec,
+)
 from triolet.supervisor import (
     ActorSystem,
     Backoff,
@@ -35,6 +43,7 @@ from triolet.supervisor import (
 from triolet.supervisor.config import TrioletConfig
 from triolet.supervisor.router import Router, SessionLimits
 from triolet.transport import (
+    Durability,
     ProtocolLimits,
     TransportMetrics,
     WebSocketEndpoint,
@@ -96,10 +105,17 @@ def user_actor_specs(config: TrioletConfig) -> list[ChildSpec]:
 class TransportService(ServiceActor):
     """hypercorn on one port, as a supervised member of the tree."""
 
-    def __init__(self, config: TrioletConfig, router: Router, system: ActorSystem) -> None:
+    def __init__(
+        self,
+        config: TrioletConfig,
+        router: Router,
+        system: ActorSystem,
+        durability: Durability | None = None,
+    ) -> None:
         self.config = config
         self.router = router
         self.system = system
+        self.durability = durability
         self._stop = trio.Event()
 
     async def run_service(self, *, task_status: trio.TaskStatus[Any]) -> None:
@@ -117,6 +133,7 @@ class TransportService(ServiceActor):
             allowed_origins=server.allowed_origins,
             metrics=metrics,
             max_connections=server.max_connections,
+            durability=self.durability,
         )
         app = create_app(
             self.router,
@@ -153,39 +170,69 @@ async def run_app(
     """
     supervision = config.supervision
     router = build_router(config)
-    children: list[ChildSpec] = []
     actor_specs = user_actor_specs(config)
-    if actor_specs:
-        children.append(
-            ChildSpec(
-                name="actors",
-                factory=partial(Supervisor, actor_specs, strategy=Strategy.ONE_FOR_ONE),
-                actor_class=Supervisor,
-                register=False,
+    storage_dir = Path(config.storage.files_dir).parent
+    if config.storage.backend == "sqlite":
+        Path(config.storage.url).parent.mkdir(parents=True, exist_ok=True)
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    async with open_backend(config.storage.url) as backend:
+        persistence = Persistence()
+        router.recorders = partial(_recorder, persistence)
+        children: list[ChildSpec] = [
+            writer_spec(
+                backend,
+                journal_path=str(storage_dir / "journal"),
+                persistence=persistence,
+                ack=config.server.ack,
+                batch_size=config.storage.batch_size,
+                batch_delay=config.storage.batch_ms / 1000,
             )
-        )
-    children.append(router.child_spec("sessions"))
-    async with open_actor_system(
-        children,
-        strategy=Strategy(supervision.strategy),
-        max_restarts=supervision.max_restarts,
-        period=supervision.period,
-        backoff=Backoff(
-            minimum=supervision.backoff_min,
-            maximum=supervision.backoff_max,
-            jitter=supervision.backoff_jitter,
-        ),
-        shutdown_timeout=4 * supervision.shutdown_timeout + DRAIN_DELAY,
-        handle_signals=handle_signals,
-    ) as system:
-        transport = ChildSpec(
-            name="transport",
-            factory=partial(TransportService, config, router, system),
-            actor_class=TransportService,
-            shutdown_timeout=supervision.shutdown_timeout + DRAIN_DELAY + 1.0,
-        )
-        ref = await system.spawn(transport)
-        service = system.root.children()[-1].actor
-        assert isinstance(service, TransportService) and ref.name == "transport"
-        task_status.started(list(service.service_value or []))
-        await system.wait_stopped()
+        ]
+        if actor_specs:
+            children.append(
+                ChildSpec(
+                    name="actors",
+                    factory=partial(Supervisor, actor_specs, strategy=Strategy.ONE_FOR_ONE),
+                    actor_class=Supervisor,
+                    register=False,
+                )
+            )
+        children.append(router.child_spec("sessions"))
+        async with open_actor_system(
+            children,
+            strategy=Strategy(supervision.strategy),
+            max_restarts=supervision.max_restarts,
+            period=supervision.period,
+            backoff=Backoff(
+                minimum=supervision.backoff_min,
+                maximum=supervision.backoff_max,
+                jitter=supervision.backoff_jitter,
+            ),
+            shutdown_timeout=4 * supervision.shutdown_timeout + DRAIN_DELAY + 30.0,
+            handle_signals=handle_signals,
+        ) as system:
+            router.snapshots = StorageSnapshots(backend, system.lookup("storage"))
+            durable = config.server.ack == "durable"
+            transport = ChildSpec(
+                name="transport",
+                factory=partial(
+                    TransportService,
+                    config,
+                    router,
+                    system,
+                    persistence.durability if durable else None,
+                ),
+                actor_class=TransportService,
+                shutdown_timeout=supervision.shutdown_timeout + DRAIN_DELAY + 1.0,
+            )
+            ref = await system.spawn(transport)
+            service = system.root.children()[-1].actor
+            assert isinstance(service, TransportService) and ref.name == "transport"
+            task_status.started(list(service.service_value or []))
+            await system.wait_stopped()
+
+
+def _recorder(
+    persistence: Persistence, session_id: str, thread_id: str | None, user_id: str | None
+) -> SessionRecorder:
+    return persistence.recorder(session_id, thread_id=thread_id, user_id=user_id)

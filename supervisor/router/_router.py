@@ -35,6 +35,7 @@ from triolet.supervisor.session import (
     DEFAULT_MAX_CRASHES,
     DEFAULT_MAX_SUBSCRIBERS,
     App,
+    ClosableOutput,
     CrashBudget,
     SessionActor,
     SessionControl,
@@ -46,6 +47,9 @@ from triolet.supervisor.session._control import new_id
 
 from ._auth import AnonymousAuthenticator, Authenticator, User
 from ._handle import SessionHandle
+
+#: ``recorders(session_id, thread_id, user_id)``: storage's per-session subscriber.
+RecorderFactory = Callable[[str, str | None, str | None], ClosableOutput]
 
 __all__ = ["DEFAULT_SESSION_LIMITS", "Router", "SessionLimits"]
 
@@ -87,6 +91,7 @@ class Router:
         limits: SessionLimits = DEFAULT_SESSION_LIMITS,
         authenticator: Authenticator | None = None,
         snapshots: SnapshotStore | None = None,
+        recorders: RecorderFactory | None = None,
     ) -> None:
         self._factory: Callable[[], SessionActor] = behaviour
         schemas = behaviour.session_class() if isinstance(behaviour, App) else behaviour
@@ -95,6 +100,8 @@ class Router:
         self.limits = limits
         self.authenticator: Authenticator = authenticator or AnonymousAuthenticator()
         self.snapshots = snapshots
+        #: Makes each session's storage recorder: ``recorders(session_id, thread_id, user_id)``.
+        self.recorders = recorders
         self._budget = CrashBudget(limits.max_crashes, limits.crash_period)
         self._sessions: dict[str, SessionControl] = {}
         self._starting: dict[str, trio.Event] = {}
@@ -237,6 +244,12 @@ class Router:
             max_subscribers=self.limits.max_subscribers,
         )
         ctl.on_host_gone = self._host_gone
+        if self.recorders is not None:
+            ctl.recorder = self.recorders(
+                session_id,
+                thread_id,
+                user.identifier if user is not None and not user.anonymous else None,
+            )
         self._sessions[session_id] = ctl
         return ctl
 
@@ -306,3 +319,6 @@ class Router:
             return
         if self._sessions.get(ctl.session_id) is ctl:
             del self._sessions[ctl.session_id]
+            if ctl.recorder is not None:
+                ctl.recorder.close()
+                ctl.recorder = None

@@ -25,6 +25,7 @@ from ._context import DEFAULT_ASK_USER_TIMEOUT, Done, Element, Message, SessionC
 from ._control import (
     DEFAULT_MAX_SUBSCRIBERS,
     MAX_PENDING_ASKS,
+    ClosableOutput,
     Fanout,
     SessionControl,
     SessionOutput,
@@ -70,6 +71,7 @@ __all__ = [
     "AskEnded",
     "AskReply",
     "AskStarted",
+    "ClosableOutput",
     "Command",
     "CrashBudget",
     "Done",

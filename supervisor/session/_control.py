@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_SUBSCRIBERS",
     "MAX_PENDING_ASKS",
+    "ClosableOutput",
     "Fanout",
     "PendingAsk",
     "SessionControl",
@@ -65,6 +66,12 @@ class SessionOutput(Protocol):
     """
 
     def publish(self, event: SessionEvent) -> None: ...
+
+
+class ClosableOutput(SessionOutput, Protocol):
+    """A `SessionOutput` that must be told when its session is forgotten."""
+
+    def close(self) -> None: ...
 
 
 class Fanout:
@@ -146,15 +153,23 @@ class SessionControl:
         #: The current host's reference (None before the first start).
         self.ref: ActorRef | None = None
         self.running: trio.CancelScope | None = None
-        self.crashes: collections.deque[float] = collections.deque()
+        #: When hooks crashed lately (made on the first crash: most sessions never crash, and
+        #: an empty deque costs 760 bytes).
+        self.crashes: collections.deque[float] | None = None
         #: Why the next host incarnation starts: None for a brand-new chat (on_chat_start).
         self.resume_reason: Literal["restarted", "passivated", "reopened"] | None = None
         self.snapshot: Any = None
         self.ended = False
         #: Called by the host when it is gone for good (passivated, ended, out of restarts).
         self.on_host_gone: Callable[[SessionControl], None] | None = None
+        #: Storage's subscriber: sees every event first, but is not a follower (a session
+        #: only storage listens to is still forgotten when idle).
+        self.recorder: ClosableOutput | None = None
 
     def publish(self, event: SessionEvent) -> None:
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.publish(event)
         self.output.publish(event)
 
     # -- stop ---------------------------------------------------------------
