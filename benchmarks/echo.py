@@ -16,41 +16,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psutil
+from ._servers import cpu_seconds, free_port, rss, wait_http
+from ._stats import percentile
+
+__all__ = ["cpu_seconds", "free_port", "main", "percentile", "rss", "wait_http"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO_APP = ROOT / "examples" / "echo" / "triolet.toml"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server at {url} did not come up within {timeout:g}s")
-
-
 def start_triolet(port: int) -> subprocess.Popen[bytes]:
+    scratch = Path(tempfile.mkdtemp(prefix="triolet-echo-"))
     process = subprocess.Popen(
         [
             sys.executable,
@@ -65,6 +49,13 @@ def start_triolet(port: int) -> subprocess.Popen[bytes]:
             "warning",
         ],
         cwd=ROOT,
+        # Its own scratch database: a second server on the same example (a test, another
+        # run) would otherwise find the example's SQLite journal taken and refuse to start.
+        env={
+            **os.environ,
+            "TRIOLET__STORAGE__URL": str(scratch / "db.sqlite3"),
+            "TRIOLET__STORAGE__FILES_DIR": str(scratch / "files"),  # the journal goes beside it
+        },
     )
     wait_http(f"http://127.0.0.1:{port}/livez")
     return process
@@ -76,15 +67,6 @@ def start_bare(port: int) -> subprocess.Popen[bytes]:
     )
     wait_http(f"http://127.0.0.1:{port}/")
     return process
-
-
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
-def rss(pid: int) -> int:
-    return int(psutil.Process(pid).memory_info().rss)
 
 
 def drive(
@@ -138,13 +120,6 @@ def drive(
     }
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
-    return sorted_values[index]
-
-
 def measure(pid: int, url: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     before = cpu_seconds(pid)
     started = time.perf_counter()
@@ -186,7 +161,7 @@ def idle_rss_per_session(pid: int, url: str, protocol: str, sessions: int) -> fl
     )
     assert holder.stdout is not None and holder.stdin is not None
     line = holder.stdout.readline()
-    if line.strip() != b"ready":
+    if not line.startswith(b"ready"):  # "ready" and what was held
         holder.kill()
         raise RuntimeError("idle sessions did not all connect")
     time.sleep(1.0)

@@ -144,6 +144,12 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from triolet.benchmarks._suite import execute
+
+    return execute(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="triolet", description="Conversational AI apps as supervised actors on Trio."
@@ -187,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("config", nargs="?", default=DEFAULT_CONFIG_FILE)
         sub.add_argument("--url", help="a storage URL instead of the config's [storage] url")
         sub.set_defaults(handler=_cmd_db)
+
+    bench = commands.add_parser(
+        "bench", help="load-test an app (python -m benchmarks; needs the bench extra)"
+    )
+    from triolet.benchmarks._suite import add_arguments
+
+    add_arguments(bench)
+    bench.set_defaults(handler=_cmd_bench)
 
     version = commands.add_parser("version", help="print the installed version")
     version.set_defaults(handler=_cmd_version)

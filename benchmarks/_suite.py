@@ -1,0 +1,318 @@
+"""``python -m benchmarks`` / ``triolet bench``: named scenarios, side by side, as JSON and HTML.
+
+    python -m benchmarks --scenario echo --sessions 50,500 --compare chainlit,bare --html r.html
+    python -m benchmarks --config my_app/triolet.toml --scenario echo,stream,idle
+    python -m benchmarks --url ws://127.0.0.1:8000/ws --scenario mixed --mix echo=70,stream=30
+
+Without ``--url`` the suite starts Triolet itself from ``--config`` (default: the
+benchmark app, benchmarks/apps/triolet.toml), a fresh server for every measured
+point. ``--compare`` adds Chainlit (in its own virtualenv under .bench/) and the
+bare hypercorn floor; every figure of theirs gets a ratio (Triolet's ÷ theirs).
+
+The JSON result has one key per system holding the figures of the first
+scenario at the first session count (so a one-scenario run reads
+``result["triolet"]["msgs_per_s"]``), a ``ratios`` object keyed by the other
+systems, and ``points``: every (scenario, sessions, system) measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._catalog import SCENARIOS, SUPPORTED
+
+#: Figures compared across systems (Triolet's ÷ the other's).
+RATIO_KEYS = (
+    "msgs_per_s",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "p99_9_ms",
+    "server_cpu_us_per_msg",
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "stream_p50_ms",
+    "rss_per_session_kb",
+    "rss_growth_per_cycle_kb",
+    "connect_rate_per_s",
+)
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _mix(text: str) -> dict[str, int]:
+    mix: dict[str, int] = {}
+    for part in _csv(text):
+        mode, _, weight = part.partition("=")
+        if mode not in ("echo", "stream", "idle") or not weight.isdigit():
+            raise argparse.ArgumentTypeError(f"--mix wants echo=N,stream=N,idle=N, not {part!r}")
+        mix[mode] = int(weight)
+    return mix
+
+
+def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Load-test a Triolet app; compare with Chainlit and the bare floor.",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The suite's flags (shared by ``python -m benchmarks`` and ``triolet bench``)."""
+    parser.add_argument(
+        "--scenario",
+        default="echo",
+        help=f"comma-separated, of: {', '.join(SCENARIOS)}, or 'all' (default: echo)",
+    )
+    parser.add_argument(
+        "--sessions", default="50", help="session counts, comma-separated (default: 50)"
+    )
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--url", help="a running Triolet server (ws://127.0.0.1:8000/ws)")
+    target.add_argument(
+        "--config", type=Path, help="a triolet.toml to start (default: the benchmark app)"
+    )
+    parser.add_argument("--server-pid", type=int, help="with --url: its process, for CPU and RSS")
+    parser.add_argument(
+        "--allow-remote", action="store_true", help="allow a --url that is not loopback"
+    )
+    parser.add_argument("--compare", default="", help="chainlit, bare, or both (comma-separated)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds not counted")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured")
+    parser.add_argument("--processes", type=int, default=2, help="load generators per mode")
+    parser.add_argument("--tokens", type=int, default=20, help="tokens per streamed reply")
+    parser.add_argument("--cycles", type=int, default=4, help="churn: connect/close cycles")
+    parser.add_argument("--hold", type=float, default=1.0, help="idle: seconds before reading RSS")
+    parser.add_argument(
+        "--settle", type=float, default=3.0, help="churn: seconds after a cycle before reading RSS"
+    )
+    parser.add_argument(
+        "--mix", type=_mix, default=None, help="mixed: weights, echo=60,stream=30,idle=10"
+    )
+    parser.add_argument("--json", action="store_true", help="print the JSON result on stdout")
+    parser.add_argument("--out", type=Path, help="write the JSON result to this file")
+    parser.add_argument("--html", type=Path, help="write the HTML report to this file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _scenarios(text: str) -> list[str]:
+    names = list(SCENARIOS) if text == "all" else _csv(text)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}, all")
+    return names
+
+
+def _systems(compare: str) -> list[str]:
+    others = _csv(compare)
+    unknown = [n for n in others if n not in ("chainlit", "bare")]
+    if unknown:
+        raise SystemExit(f"--compare knows chainlit and bare, not {unknown[0]!r}")
+    return ["triolet", *dict.fromkeys(others)]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every (scenario, sessions, system) point; return the JSON result."""
+    from . import _servers
+    from ._scenarios import RUNNERS, Options
+    from ._stats import ratios
+    from ._targets import ServerOptions, open_target
+
+    scenarios = _scenarios(args.scenario)
+    counts = [int(n) for n in _csv(args.sessions)]
+    systems = _systems(args.compare)
+    if args.url:
+        _servers.check_loopback(args.url, allow_remote=args.allow_remote)
+    fd_limit = _servers.raise_fd_limit()
+    options = Options(
+        warmup=args.warmup,
+        duration=args.duration,
+        processes=max(1, args.processes),
+        tokens=args.tokens,
+        cycles=max(1, args.cycles),
+        hold=args.hold,
+        settle=args.settle,
+    )
+    if args.mix:
+        options.mix = args.mix
+    server = ServerOptions(
+        config=(args.config or _servers.BENCH_CONFIG).resolve(),
+        url=args.url,
+        server_pid=args.server_pid,
+        allow_remote=args.allow_remote,
+        tokens=args.tokens,
+    )
+    plan = [(s, n, system) for s in scenarios for n in counts for system in systems]
+    points: list[dict[str, Any]] = []
+    with _progress(disabled=args.no_progress) as progress:
+        overall = progress.add_task("all points", total=len(plan))
+        for scenario, sessions, system in plan:
+            point: dict[str, Any] = {"scenario": scenario, "sessions": sessions, "system": system}
+            if scenario not in SUPPORTED[system]:
+                point["skipped"] = f"{system} has no {scenario} scenario"
+                points.append(point)
+                progress.advance(overall)
+                continue
+            task = progress.add_task(f"{scenario} {sessions} x {system}", total=1.0)
+
+            def tick(fraction: float, task: Any = task) -> None:
+                progress.update(task, completed=fraction)
+
+            try:
+                with open_target(system, scenario, server) as target:
+                    point.update(RUNNERS[scenario](target, sessions, options, tick))
+            except Exception as exc:  # one broken point must not lose the others
+                point["error"] = f"{type(exc).__name__}: {exc}"
+            progress.update(task, completed=1.0)
+            progress.advance(overall)
+            points.append(point)
+    for point in points:
+        if point["system"] != "triolet":
+            ours = next(
+                (
+                    p
+                    for p in points
+                    if p["system"] == "triolet"
+                    and p["scenario"] == point["scenario"]
+                    and p["sessions"] == point["sessions"]
+                ),
+                None,
+            )
+            if ours is not None and "error" not in point and "skipped" not in point:
+                point["ratios"] = {
+                    k: v for k, v in ratios(ours, point, RATIO_KEYS).items() if v is not None
+                }
+    result: dict[str, Any] = {
+        "meta": {
+            "scenarios": scenarios,
+            "sessions": counts,
+            "systems": systems,
+            "target": args.url or str(server.config),
+            "warmup_s": args.warmup,
+            "duration_s": args.duration,
+            "processes": options.processes,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "fd_limit": fd_limit,
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    }
+    first = [p for p in points if p["scenario"] == scenarios[0] and p["sessions"] == counts[0]]
+    for point in first:
+        result[point["system"]] = {
+            k: v for k, v in point.items() if k not in ("scenario", "sessions", "system")
+        }
+    result["ratios"] = {
+        p["system"]: p["ratios"] for p in first if p["system"] != "triolet" and "ratios" in p
+    }
+    if "triolet" in result:
+        result["triolet"]["ratios"] = dict(result["ratios"])
+    result["points"] = points
+    return result
+
+
+class _NoProgress:
+    """Stands in for rich's Progress when bars are off (or rich is missing)."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float) -> int:
+        return 0
+
+    def update(self, task: Any, completed: float) -> None:
+        return None
+
+    def advance(self, task: Any) -> None:
+        return None
+
+
+def _progress(disabled: bool) -> Any:
+    """Progress bars on stderr (stdout stays clean for ``--json``)."""
+    if disabled:
+        return _NoProgress()
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    except ImportError:
+        return _NoProgress()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    keys = (
+        "msgs_per_s",
+        "p50_ms",
+        "p99_ms",
+        "server_cpu_us_per_msg",
+        "ttft_p50_ms",
+        "rss_per_session_kb",
+        "rss_growth_per_cycle_kb",
+    )
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(json.dumps(result["points"], indent=1))
+        return
+    table = Table(title="Triolet benchmarks")
+    for column in ("scenario", "sessions", "system", *keys, "note"):
+        table.add_column(column.removesuffix("_per_msg").replace("_", " "), overflow="fold")
+    for p in result["points"]:
+        note = (p.get("error") or p.get("skipped") or "")[:60]
+        if p.get("ack_mode"):
+            note = f"ack_mode={p['ack_mode']} {note}"
+        table.add_row(
+            p["scenario"],
+            str(p["sessions"]),
+            p["system"],
+            *("" if p.get(k) is None else str(p[k]) for k in keys),
+            note,
+        )
+    Console().print(table)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") -> int:
+    args = build_parser(prog).parse_args(argv)
+    return execute(args)
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run the suite for parsed ``args``; 0 when every point was measured, 1 otherwise."""
+    from ._report import render
+    from ._servers import RemoteTargetError
+
+    try:
+        result = run(args)
+    except RemoteTargetError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    if args.html:
+        args.html.write_text(render(result), encoding="utf-8")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_table(result)
+    return 1 if any("error" in p for p in result["points"]) else 0

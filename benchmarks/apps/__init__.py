@@ -1,0 +1,1 @@
+"""Benchmark-only apps: what the suite serves when the user names no app of their own."""
