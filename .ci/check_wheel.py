@@ -41,6 +41,13 @@ def main() -> int:
             parts = [p for p in relative.parts if p != "__init__"]
             expected.add(".".join([package, *parts]))
     missing = sorted(expected - set(modules))
+    for asset in (
+        "triolet/webui/index.html",
+        "triolet/webui/app/chat.js",
+        "triolet/webui/vendor/marked/marked.esm.js",
+    ):
+        if asset not in names:
+            missing.append(asset)
     if missing:
         print("the wheel misses these modules:", *missing, sep="\n  ")
         return 1

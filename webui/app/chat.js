@@ -1,0 +1,561 @@
+// The chat view: one conversation on screen, used by the full page and by the copilot widget.
+//
+// Data flow (one direction):
+//   Connection (seq-ordered session events) -> Conversation.apply (data, marks items dirty)
+//     -> one requestAnimationFrame -> flush(): re-render dirty items, move the list, announce
+// However many events arrive in a frame (a 20,000-token stream, a 5,000-message replay), the
+// DOM is touched once per frame, and only for the items that are on screen.
+import { Connection } from "./connection.js";
+import { Conversation } from "./store.js";
+import { VirtualList } from "./virtual_list.js";
+import { renderMarkdown, plainText, copyText } from "./markdown.js";
+import { renderElement, renderElementBody } from "./elements.js";
+import { renderStepTree, applyFilter } from "./steps.js";
+import { h } from "./dom.js";
+import { t } from "./i18n.js";
+
+const NODE_CACHE_SIZE = 400; // rendered items kept while scrolled out of view
+const ANNOUNCE_CHARS = 600; // what the live region reads of a reply
+
+export class ChatView {
+  /**
+   * @param {HTMLElement} host   where the chat is built
+   * @param {object} options
+   * @param {string} options.base        the server's base URL (http[s]://host:port)
+   * @param {Document|ShadowRoot} [options.root]  for activeElement inside a shadow root
+   * @param {string} [options.title]
+   * @param {string} [options.storageKey]  sessionStorage key to re-attach after a reload
+   * @param {(thread: string) => Promise<object[]|null>} [options.loadHistory]
+   * @param {HTMLElement[]} [options.headerExtras]
+   */
+  constructor(host, options) {
+    this.host = host;
+    this.options = options;
+    this.base = options.base.replace(/\/$/, "");
+    this.root = options.root || document;
+    this.conv = new Conversation();
+    this.view = { expanded: new Set(), filters: new Map() };
+    this.cache = new Map();
+    this.frame = 0;
+    this.streamCost = new Map(); // message key -> ms its last Markdown render took
+    this.features = { feedback: false, upload: true };
+    this.feedback = new Map();
+    this.states = [];
+    this.build();
+    this.list = new VirtualList(this.scroller, this.items, { render: (key, old) => this.renderItem(key, old) });
+  }
+
+  // -- layout ------------------------------------------------------------------------------
+
+  build() {
+    this.stateLabel = h("span", { class: "conn-state", role: "status", "data-state": "connecting" }, t("conn.connecting"));
+    this.titleNode = h("h1", { class: "chat-title" }, this.options.title || t("app.title"));
+    const header = h("header", { class: "chat-header" }, [this.titleNode, this.stateLabel, ...(this.options.headerExtras || [])]);
+    this.items = h("div", { class: "chat-items", role: "feed", "aria-label": t("list.label"), "aria-busy": "false" });
+    this.scroller = h("div", { class: "chat-scroller", tabindex: "0", role: "region", "aria-label": t("list.label") }, this.items);
+    this.side = h("aside", { class: "side-panel", hidden: true, "aria-label": t("el.side", { name: "" }).trim() });
+    const main = h("div", { class: "chat-main" }, [this.scroller, this.side]);
+    this.toast = h("div", { class: "toast", role: "alert" });
+    this.announcer = h("div", { class: "sr-only", "aria-live": "polite", "aria-atomic": "true" });
+    this.askDock = h("div", { class: "ask-dock", hidden: true });
+    this.input = h("textarea", { class: "composer-input", rows: "1", "aria-label": t("composer.label"), placeholder: t("composer.placeholder") });
+    this.sendButton = h("button", { type: "submit", class: "send" }, t("composer.send"));
+    this.stopButton = h("button", { type: "button", class: "stop", hidden: true }, t("composer.stop"));
+    this.composer = h("form", { class: "composer" }, [
+      this.askDock,
+      h("div", { class: "composer-row" }, [this.input, this.stopButton, this.sendButton]),
+    ]);
+    this.element = h("div", { class: "triolet-chat" }, [header, main, this.toast, this.composer, this.announcer]);
+    this.host.append(this.element);
+
+    this.composer.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.submit();
+    });
+    this.input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        this.submit();
+      } else if (e.key === "Escape" && this.conv.busy) {
+        this.stop();
+      }
+    });
+    this.input.addEventListener("input", () => this.autosize());
+    this.stopButton.addEventListener("click", () => this.stop());
+    this.items.addEventListener("click", (e) => this.onListClick(e));
+    this.side.addEventListener("click", (e) => {
+      if (e.target.closest("[data-close-side]")) this.closeSide();
+    });
+    this.element.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && !this.side.hidden) this.closeSide();
+    });
+    this.items.addEventListener("input", (e) => {
+      const filter = e.target.closest("[data-filter]");
+      if (!filter) return;
+      this.view.filters.set(filter.dataset.filter, filter.value);
+      applyFilter(filter.closest(".step-tree"), filter.value);
+    });
+    // `toggle` does not bubble; a capturing listener still sees every <details> open/close.
+    this.items.addEventListener(
+      "toggle",
+      (e) => {
+        const id = e.target.dataset && e.target.dataset.step;
+        if (!id) return;
+        if (e.target.open) this.view.expanded.add(id);
+        else this.view.expanded.delete(id);
+        this.list.schedule();
+      },
+      true,
+    );
+  }
+
+  autosize() {
+    this.input.style.height = "auto";
+    this.input.style.height = `${Math.min(this.input.scrollHeight, 200)}px`;
+  }
+
+  // -- connection --------------------------------------------------------------------------
+
+  connect({ session, thread } = {}) {
+    if (this.connection) this.connection.close();
+    const storageKey = this.options.storageKey;
+    const remembered = storageKey ? sessionStorage.getItem(storageKey) : null;
+    const wsUrl = this.base.replace(/^http/, "ws") + "/ws";
+    this.connection = new Connection({
+      url: wsUrl,
+      session: session || (thread ? null : remembered),
+      thread,
+      onEvents: (events) => this.onEvents(events),
+      onState: (state) => this.setState(state),
+      onWelcome: (welcome, info) => this.onWelcome(welcome, info),
+      onError: (error) => this.onError(error),
+      onAck: () => {},
+      token: this.options.token,
+    });
+    this.replayUntil = 0;
+    this.connection.connect();
+  }
+
+  onWelcome(welcome, { gap, newSession }) {
+    if (this.options.storageKey && welcome.session) sessionStorage.setItem(this.options.storageKey, welcome.session);
+    this.session = welcome.session;
+    this.thread = welcome.thread || null;
+    // Events up to the server's seq at welcome time are a replay: show them, don't announce them.
+    this.replayUntil = welcome.last_seq || 0;
+    if (newSession && this.conv.items.length) {
+      this.resetView();
+    }
+    if (gap) {
+      this.resetView();
+      this.reloadHistory();
+    } else if (this.thread && !this.threadLoaded && this.options.loadHistory) {
+      // Re-attached (a reload) to a session that continues a thread: the thread's older
+      // messages are not in the session's replay, so they come from the history API.
+      this.threadLoaded = true;
+      this.options.loadHistory(this.thread).then((events) => events && this.loadEvents(events, { prepend: true }));
+    }
+  }
+
+  async reloadHistory() {
+    const events = this.thread && this.options.loadHistory ? await this.options.loadHistory(this.thread) : null;
+    if (events) this.loadEvents(events);
+    else {
+      this.conv.notice(t("notice.gap"));
+      this.schedule();
+    }
+  }
+
+  resetView() {
+    this.threadLoaded = false;
+    this.conv.reset();
+    this.cache.clear();
+    this.list.heights.clear();
+    this.schedule();
+  }
+
+  setState(state) {
+    this.states.push(state); // the history of states, for tests and debugging
+    this.stateLabel.dataset.state = state;
+    this.stateLabel.textContent = t(`conn.${state}`);
+    this.element.dataset.connection = state;
+  }
+
+  onEvents(events) {
+    const seqLive = this.connection ? this.connection.lastSeq : 0;
+    const live = seqLive > this.replayUntil;
+    for (const event of events) this.conv.apply(event, { live: live || (event.seq || 0) > this.replayUntil });
+    this.schedule();
+  }
+
+  /** Apply stored events (history, or a benchmark's synthetic thread) without announcing them. */
+  loadEvents(events, { prepend = false } = {}) {
+    if (prepend) this.conv.insertAt = 0;
+    try {
+      for (const event of events) this.conv.apply(event, { live: false });
+    } finally {
+      this.conv.insertAt = null;
+    }
+    this.schedule();
+  }
+
+  /** Continue a stored thread: its history first, then a new session that resumes it. */
+  async openThread(thread) {
+    this.resetView();
+    this.threadLoaded = true;
+    const events = this.options.loadHistory ? await this.options.loadHistory(thread) : null;
+    if (events) this.loadEvents(events);
+    this.connect({ thread });
+  }
+
+  onError(error) {
+    if (error.silent) return;
+    if (error.ref) this.conv.failLocal(error.ref);
+    this.showToast(t("error.generic", { message: error.message || error.code }));
+    this.schedule();
+  }
+
+  showToast(text) {
+    this.toast.textContent = text;
+    this.toast.classList.add("visible");
+    clearTimeout(this.toastTimer);
+    this.toastTimer = setTimeout(() => {
+      this.toast.classList.remove("visible");
+      this.toast.textContent = "";
+    }, 6000);
+  }
+
+  // -- user input --------------------------------------------------------------------------
+
+  currentAsk() {
+    let last = null;
+    for (const id of this.conv.openAsks) last = this.conv.asks.get(id);
+    return last;
+  }
+
+  submit() {
+    const text = this.input.value;
+    if (!text.trim() || !this.connection) return;
+    const ask = this.currentAsk();
+    if (ask && ask.ask.kind === "text") {
+      this.connection.send({ type: "ask_reply", ask: ask.ask.id, content: text });
+      this.answered(ask, text);
+    } else {
+      const id = this.connection.send({ type: "message", content: text });
+      this.conv.addLocal(id, text);
+    }
+    this.input.value = "";
+    this.autosize();
+    this.list.scrollToBottom();
+    this.schedule();
+  }
+
+  /** Show the user's answer under the prompt (the server does not echo ask replies). */
+  answered(askItem, text) {
+    askItem.answer = text;
+    this.conv.touch(askItem.key);
+    this.schedule();
+  }
+
+  stop() {
+    if (this.connection) this.connection.stop();
+  }
+
+  sendAction(action) {
+    return this.connection.send({ type: "action", action: action.id, name: action.name, payload: action.payload || {} });
+  }
+
+  onListClick(event) {
+    const target = event.target;
+    const copy = target.closest("[data-copy]");
+    if (copy) {
+      const code = copy.parentElement.querySelector("pre");
+      copyText(code ? code.innerText : "").then((ok) => {
+        if (ok) copy.textContent = t("msg.copied");
+        setTimeout(() => (copy.textContent = t("msg.copy")), 1500);
+      });
+      return;
+    }
+    const button = target.closest("[data-action]");
+    if (button && !button.disabled) {
+      const item = this.conv.byKey.get(button.dataset.item);
+      const action = item && item.actions[Number(button.dataset.action)];
+      if (action) {
+        // Debounce: one press sends one frame; the button frees up once the server answered.
+        button.disabled = true;
+        button.setAttribute("aria-busy", "true");
+        this.sendAction(action);
+        setTimeout(() => {
+          button.disabled = false;
+          button.removeAttribute("aria-busy");
+        }, 1000);
+      }
+      return;
+    }
+    const side = target.closest("[data-side]");
+    if (side) {
+      this.openSide(side.dataset.side);
+      return;
+    }
+    const feedback = target.closest("[data-feedback]");
+    if (feedback) this.sendFeedback(feedback.dataset.message, Number(feedback.dataset.feedback));
+  }
+
+  openSide(elementId) {
+    const element = this.conv.elementsById.get(elementId);
+    if (!element) return;
+    const close = h("button", { type: "button", class: "side-close", "data-close-side": "" }, t("el.close"));
+    this.side.replaceChildren(h("h2", { class: "side-title" }, element.name || element.kind), close, renderElementBody(element, this.base));
+    this.side.hidden = false;
+    close.focus();
+  }
+
+  closeSide() {
+    this.side.hidden = true;
+    this.side.replaceChildren();
+    this.input.focus();
+  }
+
+  async sendFeedback(messageId, value) {
+    const previous = this.feedback.get(messageId);
+    const next = previous === value ? 0 : value;
+    this.feedback.set(messageId, next);
+    this.refreshKey(`m:${messageId}`);
+    try {
+      const response = await fetch(`${this.base}/api/messages/${encodeURIComponent(messageId)}/feedback`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ score: next }),
+        credentials: "same-origin",
+      });
+      if (!response.ok) throw new Error(String(response.status));
+    } catch (err) {
+      this.feedback.set(messageId, previous);
+      this.refreshKey(`m:${messageId}`);
+      this.showToast(t("error.generic", { message: err.message }));
+    }
+  }
+
+  refreshKey(key) {
+    this.cache.delete(key);
+    this.list.refresh(key);
+  }
+
+  // -- rendering ---------------------------------------------------------------------------
+
+  schedule() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.flush();
+    });
+  }
+
+  flush() {
+    const { dirty, structure, announce } = this.conv.takeChanges();
+    const deferred = [];
+    for (const key of dirty) {
+      const item = this.conv.byKey.get(key);
+      // A long streaming message is re-rendered at most every few of its own render costs, so
+      // a huge reply never eats every frame; the tokens are all in the data meanwhile.
+      if (item && item.streaming && this.list.nodes.has(key)) {
+        const cost = this.streamCost.get(key) || 0;
+        const last = item.renderedAt || 0;
+        if (cost > 8 && performance.now() - last < cost * 4) {
+          deferred.push(key);
+          continue;
+        }
+        this.updateStreaming(key, item);
+        continue;
+      }
+      this.cache.delete(key);
+      this.list.refresh(key);
+    }
+    if (structure) this.list.setKeys(this.conv.items.map((item) => item.key));
+    else this.list.schedule();
+    for (const key of deferred) this.conv.touch(key);
+    if (deferred.length) this.schedule();
+    this.items.setAttribute("aria-busy", String(this.conv.busy));
+    this.stopButton.hidden = !this.conv.busy;
+    this.renderAskDock();
+    if (announce.length) {
+      const last = announce[announce.length - 1];
+      const text = plainText(last.text).slice(0, ANNOUNCE_CHARS);
+      this.announcer.textContent = t("announce.reply", { author: last.author || t("role.assistant"), text });
+    }
+  }
+
+  /** Only the body of a streaming message changes: replace it, keep the rest of the node. */
+  updateStreaming(key, item) {
+    const node = this.list.nodes.get(key);
+    const body = node && node.querySelector(".msg-body");
+    if (!body) {
+      this.refreshKey(key);
+      return;
+    }
+    const started = performance.now();
+    body.replaceChildren(renderMarkdown(item.content, { highlight: false }));
+    item.renderedAt = performance.now();
+    this.streamCost.set(key, item.renderedAt - started);
+    this.cache.delete(key);
+  }
+
+  renderItem(key, old) {
+    const cached = this.cache.get(key);
+    if (cached && cached !== old) return cached;
+    const item = this.conv.byKey.get(key);
+    // Keep focus (and the caret) in a control that is rebuilt while the user is in it.
+    const active = old ? this.root.activeElement : null;
+    const focusKey = active && old.contains(active) ? active.dataset.focusKey : null;
+    const caret = focusKey && "selectionStart" in active ? [active.selectionStart, active.selectionEnd] : null;
+    const node = item ? this.build_(item) : h("div", {});
+    if (focusKey) {
+      const again = node.querySelector(`[data-focus-key="${CSS.escape(focusKey)}"]`);
+      if (again) {
+        queueMicrotask(() => {
+          again.focus();
+          if (caret) again.setSelectionRange(...caret);
+        });
+      }
+    }
+    this.cache.set(key, node);
+    if (this.cache.size > NODE_CACHE_SIZE) this.cache.delete(this.cache.keys().next().value);
+    return node;
+  }
+
+  build_(item) {
+    const index = this.conv.items.indexOf(item);
+    const position = { "aria-posinset": index + 1, "aria-setsize": this.conv.items.length };
+    switch (item.type) {
+      case "message":
+        return this.renderMessage(item, position);
+      case "trace":
+        return h("article", { class: "trace", "data-key": item.key, "aria-label": t("steps.title"), ...position }, renderStepTree([item.root], this.view, item.key));
+      case "ask":
+        return this.renderAskItem(item, position);
+      case "element":
+        return h("article", { class: "loose-element", "data-key": item.key, "aria-label": item.element.name || item.element.kind, ...position }, renderElement(item.element, this.base));
+      case "actions":
+        return h("article", { class: "loose-actions", "data-key": item.key, "aria-label": t("role.assistant"), ...position }, this.renderActions(item));
+      case "notice":
+        return h("article", { class: "notice", "data-key": item.key, "aria-label": item.text, ...position }, item.text);
+      default:
+        return h("div", {});
+    }
+  }
+
+  renderMessage(item, position) {
+    const role = item.role || "assistant";
+    const author = item.author || t(`role.${role}`);
+    const body = h("div", { class: "msg-body markdown" }, renderMarkdown(item.content, { highlight: !item.streaming }));
+    if (item.streaming) item.renderedAt = performance.now();
+    const state = item.pending ? t("msg.sending") : item.failed ? t("error.generic", { message: "" }) : item.streaming ? t("msg.streaming") : null;
+    const children = [
+      h("div", { class: "msg-author" }, [author, state ? h("span", { class: "msg-state" }, state) : null]),
+      body,
+      item.elements.length ? h("div", { class: "msg-elements" }, item.elements.map((el) => renderElement(el, this.base))) : null,
+      item.steps.length ? renderStepTree(item.steps, this.view, item.key) : null,
+      item.actions.length ? this.renderActions(item) : null,
+      this.features.feedback && role === "assistant" && !item.streaming ? this.renderFeedback(item) : null,
+    ];
+    return h("article", { class: `msg msg-${role}${item.pending ? " msg-pending" : ""}${item.failed ? " msg-failed" : ""}`, "data-key": item.key, "aria-label": author, ...position }, children);
+  }
+
+  renderActions(item) {
+    return h(
+      "div",
+      { class: "msg-actions" },
+      item.actions.map((action, i) =>
+        h("button", { type: "button", class: "action", "data-item": item.key, "data-action": i, title: action.tooltip || null }, action.label || action.name),
+      ),
+    );
+  }
+
+  renderFeedback(item) {
+    const value = this.feedback.get(item.id) || 0;
+    const button = (v, label, glyph) =>
+      h("button", { type: "button", class: "feedback", "data-feedback": v, "data-message": item.id, "aria-pressed": String(value === v), "aria-label": label, title: label }, glyph);
+    return h("div", { class: "msg-feedback" }, [button(1, t("msg.feedback.up"), "👍"), button(-1, t("msg.feedback.down"), "👎")]);
+  }
+
+  renderAskItem(item, position) {
+    const ended = item.ended ? t(item.ended === "timeout" ? "ask.timeout" : item.ended === "cancelled" ? "ask.cancelled" : "ask.answered") : null;
+    return h("article", { class: `ask-item${item.ended ? " ask-ended" : ""}`, "data-key": item.key, "aria-label": t("ask.text"), ...position }, [
+      h("div", { class: "msg-author" }, [t("ask.text"), ended ? h("span", { class: "msg-state" }, ended) : null]),
+      h("div", { class: "msg-body markdown" }, renderMarkdown(item.ask.prompt || "", { highlight: false })),
+      item.answer != null ? h("div", { class: "ask-answer" }, [h("span", { class: "msg-author" }, `${t("role.user")}: `), item.answer]) : null,
+    ]);
+  }
+
+  /** The open ask (if any) takes over the composer: its prompt, and buttons or a file picker. */
+  renderAskDock() {
+    const ask = this.currentAsk();
+    const id = ask ? ask.ask.id : null;
+    if (id === this.dockFor) return;
+    this.dockFor = id;
+    const hadFocus = this.composer.contains(this.root.activeElement);
+    if (!ask) {
+      this.askDock.hidden = true;
+      this.askDock.replaceChildren();
+      this.sendButton.textContent = t("composer.send");
+      this.input.placeholder = t("composer.placeholder");
+      return;
+    }
+    const spec = ask.ask;
+    const controls = [h("div", { class: "ask-prompt", id: `ask-${spec.id}` }, spec.prompt || "")];
+    if (spec.kind === "action") {
+      const row = h("div", { class: "ask-actions", role: "group", "aria-labelledby": `ask-${spec.id}` });
+      for (const action of spec.actions || []) {
+        const button = h("button", { type: "button", class: "action" }, action.label || action.name);
+        button.addEventListener("click", () => {
+          for (const b of row.querySelectorAll("button")) b.disabled = true;
+          this.connection.send({ type: "ask_reply", ask: spec.id, action: action.id, payload: action.payload || {} });
+          this.answered(ask, action.label || action.name);
+        });
+        row.append(button);
+      }
+      controls.push(row);
+    } else if (spec.kind === "file") {
+      controls.push(this.renderFilePicker(spec));
+    }
+    this.askDock.replaceChildren(...controls);
+    this.askDock.hidden = false;
+    this.sendButton.textContent = spec.kind === "text" ? t("composer.answer") : t("composer.send");
+    this.input.placeholder = spec.kind === "text" ? spec.prompt || "" : t("composer.placeholder");
+    // Move focus where the answer goes, if the user was typing (never steal it from elsewhere).
+    if (hadFocus || this.root.activeElement === document.body || !this.root.activeElement) {
+      const first = spec.kind === "text" ? this.input : this.askDock.querySelector("button, input");
+      if (first) first.focus();
+    }
+  }
+
+  renderFilePicker(spec) {
+    const input = h("input", { type: "file", "aria-label": t("ask.file"), accept: (spec.accept || []).join(",") || null, multiple: (spec.max_files || 1) > 1 });
+    input.addEventListener("change", async () => {
+      const files = [...input.files].slice(0, spec.max_files || 1);
+      try {
+        const ids = [];
+        for (const file of files) ids.push(await this.upload(file, spec.max_bytes));
+        this.connection.send({ type: "ask_reply", ask: spec.id, files: ids });
+      } catch (err) {
+        this.showToast(err.message);
+      }
+    });
+    return input;
+  }
+
+  /** POST one file to the session's upload route; its id goes into `files` of a frame. */
+  async upload(file, maxBytes) {
+    if (maxBytes && file.size > maxBytes) throw new Error(t("error.generic", { message: `${file.name} > ${maxBytes} B` }));
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const response = await fetch(`${this.base}/api/sessions/${encodeURIComponent(this.session)}/files`, { method: "POST", body: form, credentials: "same-origin" });
+    if (response.status === 404 || response.status === 405) throw new Error(t("ask.upload_unavailable"));
+    if (!response.ok) throw new Error(t("error.generic", { message: `${response.status}` }));
+    return (await response.json()).id;
+  }
+
+  destroy() {
+    if (this.connection) this.connection.close();
+    this.element.remove();
+  }
+}
