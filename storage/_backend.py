@@ -148,6 +148,9 @@ class StorageBackend(Protocol):
     ) -> FeedbackRecord:
         """The user's feedback on a step of their own thread (a second call replaces it)."""
 
+    async def get_element(self, user_id: str, element_id: str) -> ElementRecord:
+        """An element of one of the user's visible threads; `ThreadNotFound` otherwise."""
+
     async def save_snapshot(self, snapshot: SnapshotRecord) -> None: ...
 
     async def load_snapshot(self, session_id: str) -> SnapshotRecord | None: ...

@@ -43,7 +43,7 @@ from ._backend import (
 from ._batch import PreparedBatch, prepare_batch
 from ._export import export
 from ._migrations import Dialect, SchemaStatus, status_of
-from ._records import FeedbackRecord, Record, SnapshotRecord, UserRecord
+from ._records import ElementRecord, FeedbackRecord, Record, SnapshotRecord, UserRecord
 from ._sanitize import DEFAULT_LIMITS, Limits, clean_text, where
 
 __all__ = ["SQLBackend"]
@@ -210,6 +210,14 @@ class SQLBackend(ABC):
         )
         await self._write_one(record)
         return record
+
+    async def get_element(self, user_id: str, element_id: str) -> ElementRecord:
+        """Raises `ThreadNotFound` (with the element id) unless the element belongs to one
+        of the user's own visible threads: the same rule as every thread query."""
+        (rows,) = await self._fetch([self._c(q.element_stmt(user_id, element_id))])
+        if not rows:
+            raise ThreadNotFound(element_id)
+        return element_from(rows[0])
 
     async def save_snapshot(self, snapshot: SnapshotRecord) -> None:
         await self._write_one(snapshot)

@@ -252,6 +252,16 @@ def step_owner_stmt(user_id: str, step_id: str) -> sa.Select[Any]:
     )
 
 
+def element_stmt(user_id: str, element_id: str) -> sa.Select[Any]:
+    """The element ``element_id`` if its thread is visible to ``user_id`` (HTTP downloads)."""
+    t, el = s.threads, s.elements
+    return (
+        sa.select(el)
+        .join(t, t.c.id == el.c.thread_id)
+        .where(el.c.id == element_id, t.c.user_id == user_id, t.c.deleted_at.is_(None))
+    )
+
+
 def snapshot_stmt(session_id: str) -> sa.Select[Any]:
     ss = s.session_snapshots
     return sa.select(ss).where(ss.c.session_id == session_id)

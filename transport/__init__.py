@@ -104,6 +104,7 @@ from ._resume import (
     ReplayGap,
     SessionLog,
 )
+from ._scope import anonymous_owner
 from ._server import (
     DEFAULT_DRAIN_DELAY,
     DEFAULT_GRACEFUL_TIMEOUT,
@@ -113,6 +114,7 @@ from ._server import (
     create_app,
     serve,
 )
+from ._threads_api import run_purger
 from ._wire import (
     ELEMENT_URL,
     Attached,
@@ -210,6 +212,7 @@ __all__ = [
     "WebSocketEndpoint",
     "WebSocketService",
     "WelcomeEvent",
+    "anonymous_owner",
     "create_app",
     "create_http_app",
     "decode_frame",
@@ -220,6 +223,7 @@ __all__ = [
     "frame_ref",
     "openapi_document",
     "render_metrics",
+    "run_purger",
     "serve",
     "to_wire",
     "to_wire_event",

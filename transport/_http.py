@@ -21,12 +21,11 @@ Rules every route keeps:
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 from pydantic import BaseModel, ValidationError
@@ -52,6 +51,7 @@ from triolet.supervisor.session import (
     TokenStreamed,
     UserMessage,
 )
+from triolet.webui import find_asset
 
 from ._openapi import (
     EventOut,
@@ -66,6 +66,9 @@ from ._openapi import (
 )
 from ._prometheus import CONTENT_TYPE, ChannelMetrics, MetricsSource, render_metrics
 from ._sse import DEFAULT_SSE_BUFFER, TurnFeed, event_json, sse_comment, sse_frame
+
+if TYPE_CHECKING:
+    from triolet.storage import FileStore, StorageBackend
 
 __all__ = [
     "DEFAULT_HTTP_LIMITS",
@@ -239,13 +242,17 @@ def create_http_app(
     limits: HttpLimits = DEFAULT_HTTP_LIMITS,
     headless: bool = False,
     title: str = "Triolet",
+    storage: StorageBackend | None = None,
+    files: FileStore | None = None,
 ) -> QuartTrio:
     """The quart-trio app serving the headless API, health, ``/metrics`` and ``/openapi.json``.
 
     ``metrics`` counts this API's own traffic (made if not given) and is rendered on
     ``/metrics`` as ``transport="http"``, next to ``transports`` (the WebSocket endpoint's
     counters, as ``{"ws": ...}``). ``state`` is shared with `serve`, which flips it to draining.
-    Unless ``headless``, ``/`` serves a placeholder page until the web UI exists.
+    Unless ``headless``, ``/`` serves the web UI and ``/ui/...`` its files (`triolet.webui`).
+    With ``storage`` the stored-thread routes are served (``_threads_api.py``), with ``files``
+    the upload and download routes (``_files_api.py``).
     """
     app = QuartTrio(__name__)
     app.config.update(
@@ -261,7 +268,11 @@ def create_http_app(
         metrics=metrics if metrics is not None else ChannelMetrics(),
         transports=transports or {},
         limits=limits,
-        document=json.dumps(openapi_document(title=title, ui=not headless)),
+        document=json.dumps(
+            openapi_document(
+                title=title, ui=not headless, storage=storage is not None, files=files is not None
+            )
+        ),
     )
     app.extensions["triolet"] = api
     app.register_error_handler(_Problem, api.on_problem)
@@ -279,14 +290,15 @@ def create_http_app(
         ("POST", "/api/sessions/<session_id>/messages", api.post_message),
     ]
     if not headless:
-        page = _PLACEHOLDER.format(title=html.escape(title))
-
-        async def placeholder() -> Response:
-            return Response(page, content_type="text/html; charset=utf-8")
-
-        routes.append(("GET", "/", placeholder))
+        routes += [("GET", "/", _web_ui_page), ("GET", "/ui/<path:path>", _web_ui_file)]
     for method, rule, view in routes:
         app.add_url_rule(rule, f"{method} {rule}", view, methods=[method])
+    # --- stored threads and files (transport/_threads_api.py, _files_api.py) ---
+    if storage is not None or files is not None:
+        from ._files_api import register_storage_api  # they import this module
+
+        register_storage_api(app, router, storage=storage, files=files, state=api.state)
+    # --- end stored threads and files ---
     return app
 
 
@@ -547,12 +559,40 @@ class _Api:
             feed.finish()
 
 
-_PLACEHOLDER: Final = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
-<body>
-<h1>{title}</h1>
-<p>The server is running. The web UI is not built yet; it comes in a later release.</p>
-<p>Until then, chat over the WebSocket at <code>/ws</code> (see the protocol document) or the
-HTTP API described at <a href="/openapi.json">/openapi.json</a>.</p>
-</body></html>
-"""
+#: The page's own policy: scripts only from this server (a model's or a user's text can never
+#: run), media from here, data:/blob: URLs or https, and the WebSocket on this origin.
+WEB_UI_CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob: https:; media-src 'self' blob: https:; "
+    "connect-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'self'"
+)
+
+
+async def _web_ui_page() -> Response:
+    response = _web_ui_asset("index.html")
+    response.headers["Content-Security-Policy"] = WEB_UI_CSP
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+async def _web_ui_file(path: str) -> Response:
+    response = _web_ui_asset(path)
+    # The copilot widget imports these modules from pages of other origins; they are public.
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def _web_ui_asset(path: str) -> Response:
+    """A file of `triolet.webui` (404 unless public; 304 when the browser's copy is current)."""
+    asset = find_asset(path)
+    if asset is None:
+        raise _Problem(404, "not_found", f"no web UI file {path!r}")
+    headers = {
+        "ETag": asset.etag,
+        "Cache-Control": asset.cache_control,
+        "X-Content-Type-Options": "nosniff",
+    }
+    if asset.etag in request.headers.get("If-None-Match", ""):
+        return Response(b"", status=304, headers=headers)
+    return Response(asset.body, content_type=asset.content_type, headers=headers)

@@ -171,11 +171,22 @@ The stream ends after `task_end`. A client that reads too slowly is cut off with
 
 
 def openapi_document(
-    *, title: str = "Triolet", version: str = "0.1.0", ui: bool = False
+    *,
+    title: str = "Triolet",
+    version: str = "0.1.0",
+    ui: bool = False,
+    storage: bool = False,
+    files: bool = False,
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route the HTTP app serves (``/`` when ``ui``)."""
+    """The OpenAPI 3.1 document of every route the HTTP app serves (``/`` when ``ui``;
+    the stored-thread routes with ``storage``, the file routes with ``files``)."""
+    models: tuple[type[BaseModel], ...] = _MODELS
+    if storage or files:
+        from ._storage_models import storage_models
+
+        models += storage_models()
     _, definitions = models_json_schema(
-        [(model, "validation") for model in _MODELS],
+        [(model, "validation") for model in models],
         ref_template="#/components/schemas/{model}",
     )
     schemas = definitions.get("$defs", {})
@@ -311,12 +322,32 @@ def openapi_document(
         paths["/"] = {
             "get": {
                 "operationId": "webUi",
-                "summary": "The web UI (a placeholder page until it exists)",
+                "summary": "The web UI's page",
                 "responses": {
                     "200": {"description": "HTML", "content": {"text/html": {"schema": {}}}}
                 },
             }
         }
+        paths["/ui/{path}"] = {
+            "get": {
+                "operationId": "webUiFile",
+                "summary": "A file of the web UI or the copilot widget (/ui/widget.js)",
+                "parameters": [
+                    {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "the file", "content": {"*/*": {"schema": {}}}},
+                    "304": {"description": "not modified (ETag)"},
+                    "404": {"description": "no such public file"},
+                },
+            }
+        }
+    # --- stored threads and files (transport/_storage_models.py) ---
+    if storage or files:
+        from ._storage_models import storage_paths
+
+        paths.update(storage_paths(threads=storage, files=files))
+    # --- end stored threads and files ---
     return {
         "openapi": "3.1.0",
         "info": {

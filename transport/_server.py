@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import trio
 from hypercorn.config import Config
@@ -39,6 +39,9 @@ from triolet.supervisor.router import Router
 
 from ._http import DEFAULT_HTTP_LIMITS, HttpLimits, ServerState, create_http_app
 from ._prometheus import ChannelMetrics, MetricsSource
+
+if TYPE_CHECKING:
+    from triolet.storage import FileStore, StorageBackend
 
 __all__ = [
     "DEFAULT_DRAIN_DELAY",
@@ -137,11 +140,14 @@ def create_app(
     headless: bool = False,
     title: str = "Triolet",
     ws_path: str = DEFAULT_WS_PATH,
+    storage: StorageBackend | None = None,
+    files: FileStore | None = None,
 ) -> TrioletASGI:
     """The whole server's ASGI app: the WebSocket endpoint beside the quart-trio HTTP app.
 
     ``ws_metrics`` (the endpoint's `TransportMetrics`) appears on ``/metrics`` as
-    ``transport="ws"``; the HTTP API's own counters as ``transport="http"``.
+    ``transport="ws"``; the HTTP API's own counters as ``transport="http"``. ``storage`` and
+    ``files`` add the stored-thread and file routes (see `create_http_app`).
     """
     state = ServerState()
     http = create_http_app(
@@ -153,6 +159,8 @@ def create_app(
         limits=limits,
         headless=headless,
         title=title,
+        storage=storage,
+        files=files,
     )
     return TrioletASGI(http, websocket, state=state, ws_path=ws_path)
 

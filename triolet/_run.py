@@ -6,6 +6,7 @@ The tree (docs/ARCHITECTURE.md draws it)::
     ├── storage:   the persistence writer (first to start, last to stop: it flushes)
     ├── actors:    supervisor (one_for_one) of the [[actors]] entries, in file order
     ├── sessions:  the router's supervisor (one_for_one) of one SessionHost per chat
+    ├── upkeep:    a ServiceActor sweeping expired uploads and purging deleted threads
     └── transport: a ServiceActor running hypercorn (started last, stopped first)
 
 Shutdown (SIGINT/SIGTERM) stops the tree in reverse: the transport drains and stops
@@ -25,10 +26,15 @@ import trio
 
 from triolet.actors import ServiceActor
 from triolet.storage import (
+    FileLimits,
+    FileStore,
+    LocalFileStore,
     Persistence,
     SessionRecorder,
+    StorageBackend,
     StorageSnapshots,
     open_backend,
+    run_sweeper,
     writer_spec,
 )
 from triolet.supervisor import (
@@ -47,7 +53,9 @@ from triolet.transport import (
     ProtocolLimits,
     TransportMetrics,
     WebSocketEndpoint,
+    anonymous_owner,
     create_app,
+    run_purger,
     serve,
 )
 
@@ -111,11 +119,15 @@ class TransportService(ServiceActor):
         router: Router,
         system: ActorSystem,
         durability: Durability | None = None,
+        storage: StorageBackend | None = None,
+        files: FileStore | None = None,
     ) -> None:
         self.config = config
         self.router = router
         self.system = system
         self.durability = durability
+        self.storage = storage
+        self.files = files
         self._stop = trio.Event()
 
     async def run_service(self, *, task_status: trio.TaskStatus[Any]) -> None:
@@ -142,6 +154,8 @@ class TransportService(ServiceActor):
             ws_metrics=metrics,
             headless=server.headless,
             title=self.config.app.name,
+            storage=self.storage,
+            files=self.files,
         )
         await serve(
             app,
@@ -156,6 +170,32 @@ class TransportService(ServiceActor):
 
     async def on_stop(self) -> None:
         self._stop.set()
+
+
+#: Seconds between sweeps of expired uploads.
+FILE_SWEEP_INTERVAL: Final = 600.0
+
+
+class StorageUpkeep(ServiceActor):
+    """Deletes expired or orphaned uploads and purges threads deleted long enough ago."""
+
+    def __init__(self, backend: StorageBackend, files: FileStore) -> None:
+        self.backend = backend
+        self.files = files
+
+    async def run_service(self, *, task_status: trio.TaskStatus[Any]) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(run_sweeper, self.files, interval=FILE_SWEEP_INTERVAL))
+            await nursery.start(partial(run_purger, self.backend))
+            task_status.started()
+            await self._stopped.wait()
+            nursery.cancel_scope.cancel()
+
+    async def on_start(self) -> None:
+        self._stopped = trio.Event()
+
+    async def on_stop(self) -> None:
+        self._stopped.set()
 
 
 async def run_app(
@@ -197,7 +237,15 @@ async def run_app(
                     register=False,
                 )
             )
+        files = LocalFileStore(config.storage.files_dir, FileLimits.from_config(config.storage))
         children.append(router.child_spec("sessions"))
+        children.append(
+            ChildSpec(
+                name="upkeep",
+                factory=partial(StorageUpkeep, backend, files),
+                actor_class=StorageUpkeep,
+            )
+        )
         async with open_actor_system(
             children,
             strategy=Strategy(supervision.strategy),
@@ -221,6 +269,8 @@ async def run_app(
                     router,
                     system,
                     persistence.durability if durable else None,
+                    backend,
+                    files,
                 ),
                 actor_class=TransportService,
                 shutdown_timeout=supervision.shutdown_timeout + DRAIN_DELAY + 1.0,
@@ -235,4 +285,7 @@ async def run_app(
 def _recorder(
     persistence: Persistence, session_id: str, thread_id: str | None, user_id: str | None
 ) -> SessionRecorder:
-    return persistence.recorder(session_id, thread_id=thread_id, user_id=user_id)
+    # Anonymous chats are owned by their session (the HTTP API reaches them with the
+    # session id, which is already the key to them over the WebSocket).
+    owner = user_id if user_id is not None else anonymous_owner(session_id)
+    return persistence.recorder(session_id, thread_id=thread_id, user_id=owner)

@@ -1,0 +1,177 @@
+"""Real ``triolet run`` processes and a real headless Chromium for the web UI tests.
+
+Playwright's sync API drives Debian's Chromium (``/usr/bin/chromium``; never ``playwright
+install``). The tests are plain ``def`` functions, so no Trio loop runs in their thread and
+the sync API is free to run its own. Screenshots go to ``test-output/webui/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SHOTS = ROOT / "test-output" / "webui"
+CHROMIUM = "/usr/bin/chromium"
+#: Root in a container, with the network closed: no sandbox, no background services.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SERVING = re.compile(rb"serving on (http://\S+)")
+AXE = "/ui/vendor/axe-core/axe.min.js"
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        return f"{CHROMIUM} is missing (apt-get update && apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install -e '.[dev]')"
+    return None
+
+
+class RunningServer:
+    """A ``triolet run`` child; its output is drained by a thread (and shown on failure)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.output = bytearray()
+        self.url = ""
+        self._ready = threading.Event()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        while chunk := self.process.stdout.read1(65536):
+            self.output += chunk
+            if not self.url and (match := SERVING.search(self.output)):
+                self.url = match.group(1).decode()
+                self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self) -> str:
+        self._ready.wait(30)
+        if not self.url:
+            raise AssertionError(
+                f"triolet run did not start:\n{self.output.decode(errors='replace')}"
+            )
+        return self.url
+
+    def stop(self) -> None:
+        # Its state is thrown away and a clean stop is test_cli_run's subject: after a short
+        # grace the process is killed (a stop after sessions were opened takes ~5 s today).
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(1.5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def triolet_run(
+    target: Path, *, allowed_origins: list[str] | None = None
+) -> Iterator[RunningServer]:
+    """Run ``target`` (a triolet.toml or an app .py) from a private copy of its folder.
+
+    A copy, because the server keeps its state (journal, database) next to the config: two
+    runs of one example at once (another test file, a developer) must not share it.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if allowed_origins is not None:
+        env["TRIOLET__SERVER__ALLOWED_ORIGINS"] = json.dumps(allowed_origins)
+    with tempfile.TemporaryDirectory(prefix="triolet-webui-") as tmp:
+        names = ["app.py", "triolet.toml"] if target.suffix == ".toml" else [target.name]
+        for name in names:
+            shutil.copy2(target.parent / name, Path(tmp) / name)
+        with _run(Path(tmp) / target.name, env) as server:
+            yield server
+
+
+@contextlib.contextmanager
+def _run(target: Path, env: dict[str, str]) -> Iterator[RunningServer]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "triolet", "run", str(target), "--port", "0", "--host", "127.0.0.1"],
+        cwd=target.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    server = RunningServer(process)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def static_site(html: str) -> Iterator[str]:
+    """A second origin: a tiny HTTP server on another port that serves one page."""
+    folder = SHOTS.parent / "site"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "index.html").write_text(html, encoding="utf-8")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def launch(playwright: Any) -> Browser:
+    browser: Browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    return browser
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def axe_violations(page: Page, base: str) -> list[dict[str, Any]]:
+    """Serious and critical axe-core violations on the page (axe loaded from the server)."""
+    page.add_script_tag(url=base + AXE)
+    result: list[dict[str, Any]] = page.evaluate(
+        """async () => {
+            const r = await axe.run(document, {resultTypes: ['violations']});
+            return r.violations
+              .filter(v => v.impact === 'serious' || v.impact === 'critical')
+              .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                          nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+        }"""
+    )
+    return result
