@@ -127,15 +127,20 @@ class Mailbox:
             return
         await cancel_shielded_checkpoint()
 
-    def put_nowait(self, message: Any) -> None:
-        """Enqueue without waiting; ``block`` and ``reject`` raise `MailboxFull`."""
+    def put_nowait(self, message: Any) -> bool:
+        """Enqueue without waiting; ``block`` and ``reject`` raise `MailboxFull`.
+
+        Returns True when the receiver was parked waiting and took ``message`` directly: it
+        runs next with this very message, before anything else from its mailbox.
+        """
         if self._closed:
             raise ActorStopped(self.name)
         receiver = self._receiver
         if receiver is not None:
             self._receiver = None
             reschedule(receiver, outcome.Value(message))
-        elif len(self._queue) < self.capacity:
+            return True
+        if len(self._queue) < self.capacity:
             self._append(message)
         elif self.policy is Overflow.DROP_NEWEST:
             self._drop(message, DeadLetterReason.MAILBOX_FULL)
@@ -144,6 +149,7 @@ class Mailbox:
             self._queue.append(message)
         else:
             raise MailboxFull(self.name, self.capacity, self.policy.value)
+        return False
 
     async def _put_full(self, message: Any) -> None:
         policy = self.policy
@@ -224,8 +230,12 @@ class Mailbox:
         return Abort.SUCCEEDED
 
     def _take(self) -> Any:
-        if self._control:
-            return self._control.popleft()
+        control = self._control
+        if control is not None:
+            signal = control.popleft()
+            if not control:
+                self._control = None  # rare: give the 760 bytes back rather than keep them
+            return signal
         queue = self._queue
         if not queue:
             return _EMPTY

@@ -54,13 +54,14 @@ class ActorRef:
         """
         await self._cell.mailbox.put(message)
 
-    def try_tell(self, message: Any) -> None:
+    def try_tell(self, message: Any) -> bool:
         """Deliver ``message`` now or raise `MailboxFull`; never waits.
 
         Under ``drop_newest``/``drop_oldest`` a full mailbox drops a message
-        to dead letters instead of raising.
+        to dead letters instead of raising. Returns True when the actor was
+        idle and took the message at once (its next step handles it).
         """
-        self._cell.mailbox.put_nowait(message)
+        return self._cell.mailbox.put_nowait(message)
 
     async def ask(self, message: Any, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
         """Send ``message`` and wait for the handler's return value.

@@ -30,6 +30,7 @@ from ._frames import (
     DEFAULT_MAX_FRAME_BYTES,
     MAX_ID_LENGTH,
     SUPPORTED_VERSIONS,
+    AckEvent,
     ActionsEvent,
     ActionSpec,
     AskEvent,
@@ -38,6 +39,7 @@ from ._frames import (
     ErrorCode,
     ErrorEvent,
     HelloFrame,
+    MessageEvent,
     ServerEvent,
     TokenEvent,
 )
@@ -299,14 +301,28 @@ def encode_batch(events: Sequence[ServerEvent], encoding: Encoding) -> str | byt
 
 
 _TOKEN_OVERHEAD: Final = 64
+_ACK_OVERHEAD: Final = 64
+#: Field names, role, ids and the timestamp of a message event, encoded.
+_MESSAGE_OVERHEAD: Final = 192
+#: Text up to this long is estimated from its length; JSON escapes could make it at most six
+#: times longer, which the batch limit (half the frame limit) absorbs. Longer text is measured.
+_ESTIMATED_TEXT: Final = 4096
 
 
 def event_size(event: ServerEvent) -> int:
     """About how many bytes the event takes encoded: what the replay buffer and outbox count.
 
-    Tokens, the common case, are estimated from their text; other events are measured by
-    encoding them once (they are rare, and their payloads can be large).
+    The events of every echo (tokens, small messages, acks) are estimated from their text;
+    the others are measured by encoding them once (they are rare, and their payloads can be
+    large).
     """
-    if type(event) is TokenEvent:
-        return _TOKEN_OVERHEAD + len(event.text)
-    return len(pydantic_core.to_json(_BUILDERS[type(event)](event)))
+    kind = type(event)
+    if kind is TokenEvent:
+        return _TOKEN_OVERHEAD + len(event.text)  # type: ignore[union-attr]
+    if kind is MessageEvent:
+        m: MessageEvent = event  # type: ignore[assignment]
+        if len(m.content) <= _ESTIMATED_TEXT and m.metadata is None:
+            return _MESSAGE_OVERHEAD + len(m.content) + len(m.id) + len(m.author or "")
+    elif kind is AckEvent:
+        return _ACK_OVERHEAD + len(event.id)  # type: ignore[union-attr]
+    return len(pydantic_core.to_json(_BUILDERS[kind](event)))

@@ -39,6 +39,7 @@ from triolet.supervisor.session import (
     StepUpdated,
     StreamEnded,
     TaskEnded,
+    TaskStarted,
     TokenStreamed,
 )
 from triolet.supervisor.session import SessionEvent as DomainEvent
@@ -264,9 +265,11 @@ class SessionWire:
 
     def publish(self, event: DomainEvent) -> None:
         """Map, sequence, log and fan out one domain event. Never blocks."""
+        kind = type(event)
+        if kind is TaskStarted:
+            return  # every hook run publishes one: not on the wire (cheapest test first)
         wire = to_wire_event(event)
         if wire is None:
-            kind = type(event)
             if kind is SessionFailed:
                 self._failed(event)  # type: ignore[arg-type]
             elif kind is TaskEnded and self._received:

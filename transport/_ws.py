@@ -14,10 +14,11 @@ One connection is exactly two tasks, both in a nursery the connection handler ow
   when the client is behind) and parks, without a channel, when there is nothing to send.
 
 Session events reach the outbox from the session's own task (`SessionWire.publish`), so there
-is exactly one task hop between the session and the socket. Heartbeats, heartbeat timeouts,
-stuck closes and abandoned wire state are handled by **one** sweeper task for the whole
-endpoint (`WebSocketEndpoint.run`), reading per-connection timestamps: a cancel scope per
-receive would halve throughput (measured), a stamp costs nothing.
+is exactly one task hop between the session and the socket, and the ack of a message handed
+to an idle session rides in the same frame as its echo (see `WebSocketEndpoint._command`).
+Heartbeats, heartbeat timeouts, stuck closes and abandoned wire state are handled by **one**
+sweeper task for the whole endpoint (`WebSocketEndpoint.run`), reading per-connection
+timestamps: a cancel scope per receive would halve throughput (measured), a stamp costs nothing.
 """
 
 from __future__ import annotations
@@ -162,13 +163,15 @@ class _Connection:
 
     # -- the Attached protocol (called from any task, never blocks) ---------------------------
 
-    def push(self, event: ServerEvent, size: int | None = None) -> None:
+    def push(self, event: ServerEvent, size: int | None = None, *, wake: bool = True) -> None:
+        """Queue ``event`` and wake the sender; ``wake=False`` leaves the waking to a push that
+        is certain to follow in the session's next step (see `WebSocketEndpoint._command`)."""
         outbox = self.outbox
         if outbox is None:
             outbox = self.outbox = self._new_outbox()
         if outbox.push(event, size=size):
             task = self._parked
-            if task is not None:
+            if task is not None and wake:
                 self._parked = None
                 trio.lowlevel.reschedule(task)
         elif outbox.overflowed and self.close_reason is None:
@@ -606,15 +609,17 @@ class WebSocketEndpoint:
                 conn.push(admission)
             return  # in flight: its ack will come on the connection that sent it first
         command = _command(frame)
+        echoed = False
         try:
             if type(command) is StopRequest:
                 handle.request_stop()
             else:
-                if type(command) is UserMessage:
+                message = type(command) is UserMessage
+                if message:
                     wire.received(client_id)
                 conn.delivering = True
                 try:
-                    await handle.deliver(command)
+                    echoed = await handle.deliver(command) and message
                 finally:
                     conn.delivering = False
         except (MailboxFull, SessionLimitReached):
@@ -640,6 +645,7 @@ class WebSocketEndpoint:
         metrics.messages_in += 1
         status: AckMode = self.ack_mode
         if self.durability is not None:
+            echoed = False
             try:
                 await self.durability(wire.session_id, command)
             except Exception:
@@ -647,7 +653,11 @@ class WebSocketEndpoint:
                 status = "received"
         ack = AckEvent(id=client_id, status=status)
         wire.complete(client_id, ack)
-        conn.push(ack)
+        # Fewer frames: an idle session took the message at once and echoes it in its very
+        # next step, before any other task runs. That echo's push wakes the sender, which then
+        # writes the ack, the echo and whatever the hook said without waiting as one frame
+        # (waking the sender now would race the session and often send the ack alone).
+        conn.push(ack, wake=not echoed)
 
     # -- wire state lifetime ---------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from triolet._exceptions import ActorStopped, UnknownSession
+from trio.lowlevel import checkpoint_if_cancelled
+
+from triolet._exceptions import ActorStopped, MailboxFull, UnknownSession
 from triolet.supervisor.session import (
     ActionInvoked,
     AskReply,
@@ -75,7 +77,7 @@ class SessionHandle:
 
     # -- commands -------------------------------------------------------------
 
-    async def deliver(self, command: Command, *, wait: bool = True) -> None:
+    async def deliver(self, command: Command, *, wait: bool = True) -> bool:
         """Hand ``command`` to the session.
 
         With ``wait`` (the default) a full mailbox makes this wait for room: backpressure on
@@ -83,33 +85,42 @@ class SessionHandle:
         (answer the client ``busy``, ``retry: true``). A passivated session is started again
         first (it resumes through ``on_chat_resume``). Raises `UnknownSession` once the
         session has ended.
+
+        Returns True when the session was idle and took ``command`` at once: its host handles
+        it in its very next step (a `UserMessage` is then echoed as the first thing it does).
+        A cancellation point, but not a schedule point when there is room: the caller (a
+        connection's reader) goes on to its own next receive, which is one, and the session
+        runs in the same scheduler batch as whatever else the caller wakes.
         """
         kind = type(command)
         ctl = self._ctl
         if kind is StopRequest:
             ctl.request_stop()
-            return
+            return False
         if kind is AskReply:
             error = ctl.answer(command)  # type: ignore[arg-type]
             if error is not None:
                 ctl.publish(error)
-            return
+            return False
         message: Any = command
         if kind is ActionInvoked:
             message = ctl.actions.check(command)  # type: ignore[arg-type]
             if isinstance(message, SessionFailed):
                 ctl.publish(message)
-                return
+                return False
+        await checkpoint_if_cancelled()
         for _attempt in range(2):
             ref = await self._host()
             try:
-                if wait:
-                    await ref.tell(message)
-                else:
-                    ref.try_tell(message)
+                if not wait:
+                    return ref.try_tell(message)
+                try:
+                    return ref.try_tell(message)
+                except MailboxFull:
+                    await ref.tell(message)  # full: wait for room (the backpressure)
+                    return False
             except ActorStopped:
                 continue  # passivated between the check and the tell: start it again
-            return
         raise UnknownSession(ctl.session_id)
 
     def request_stop(self) -> bool:

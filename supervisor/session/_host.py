@@ -16,6 +16,7 @@ together, and one buggy session must not use up its neighbours' restarts.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import inspect
 import logging
@@ -55,6 +56,22 @@ class CrashBudget:
 @dataclasses.dataclass(slots=True)
 class _Begin:
     """First item of every incarnation: run on_chat_start or on_chat_resume."""
+
+
+_ASYNC: dict[Any, bool] = {}
+_MAX_REMEMBERED: Final = 1024
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction``, remembered per function (it costs a microsecond, and
+    every message asks it). Keyed by the plain function, so bound methods share an entry."""
+    key = getattr(fn, "__func__", fn)
+    found = _ASYNC.get(key)
+    if found is None:
+        if len(_ASYNC) >= _MAX_REMEMBERED:
+            _ASYNC.clear()  # hooks made on the fly: stay bounded
+        found = _ASYNC[key] = inspect.iscoroutinefunction(fn)
+    return found
 
 
 class SessionHost(Actor):
@@ -152,7 +169,7 @@ class SessionHost(Actor):
         with trio.CancelScope() as scope:
             ctl.running = scope
             try:
-                if inspect.iscoroutinefunction(fn):
+                if _is_async(fn):
                     await fn(*call_args)
                 else:
                     await trio.to_thread.run_sync(
@@ -179,6 +196,8 @@ class SessionHost(Actor):
         ctl = self._ctl
         now = trio.current_time()
         crashes = ctl.crashes
+        if crashes is None:
+            crashes = ctl.crashes = collections.deque()
         crashes.append(now)
         while crashes and crashes[0] < now - self._budget.period:
             crashes.popleft()
