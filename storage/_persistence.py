@@ -58,14 +58,48 @@ _PUMP_TURN: Final = 64
 
 
 class _Lane:
-    """One session's FIFO of write requests waiting for room in the writer's mailbox."""
+    """One session's FIFO of write requests waiting for room in the writer's mailbox.
 
-    __slots__ = ("items", "room", "scheduled")
+    Almost always empty (a request goes straight to the writer when it has room), so the
+    deque and the event are made on first use and dropped when drained: an idle session
+    should not carry 760 bytes of empty deque and an event it never waits on.
+    """
+
+    __slots__ = ("_items", "_room", "scheduled")
 
     def __init__(self) -> None:
-        self.items: collections.deque[Write] = collections.deque()
+        self._items: collections.deque[Write] | None = None
+        self._room: trio.Event | None = None
         self.scheduled = False
-        self.room = trio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items) if self._items is not None else 0
+
+    def append(self, write: Write) -> None:
+        if self._items is None:
+            self._items = collections.deque()
+        self._items.append(write)
+
+    def first(self) -> Write:
+        assert self._items
+        return self._items[0]
+
+    def popleft(self) -> Write:
+        assert self._items
+        write = self._items.popleft()
+        if not self._items:
+            self._items = None
+        return write
+
+    async def wait_room(self) -> None:
+        if self._room is None:
+            self._room = trio.Event()
+        await self._room.wait()
+
+    def wake(self) -> None:
+        if self._room is not None:
+            self._room.set()
+            self._room = None
 
 
 class SessionRecorder:
@@ -98,7 +132,7 @@ class SessionRecorder:
     @property
     def backlog(self) -> int:
         """Requests waiting in this session's lane."""
-        return len(self._lane.items)
+        return len(self._lane)
 
     def publish(self, event: SessionEvent) -> None:
         if self.closed:
@@ -121,19 +155,19 @@ class SessionRecorder:
         lane = self._lane
         persistence = self._persistence
         if persistence._draining:
-            lane.items.append(write)  # the writer is stopping: it takes the lanes itself
+            lane.append(write)  # the writer is stopping: it takes the lanes itself
             persistence._schedule(lane)
             return
-        if not lane.items:
+        if not lane:
             try:
                 self._persistence.writer.try_tell(write)
                 return
             except MailboxFull:
                 pass
-        if len(lane.items) >= self._persistence.lane_capacity:
+        if len(lane) >= self._persistence.lane_capacity:
             self._persistence._dropped(self, write)
             return
-        lane.items.append(write)
+        lane.append(write)
         self._persistence._schedule(lane)
 
     async def send_durable(self, records: list[Record], timeout: float | None) -> None:
@@ -143,10 +177,10 @@ class SessionRecorder:
         write = Write(records, slot)
         lane = self._lane
         with trio.move_on_after(timeout if timeout is not None else float("inf")):
-            while lane.items and len(lane.items) >= persistence.lane_capacity:
-                await lane.room.wait()
-            if lane.items:
-                lane.items.append(write)
+            while len(lane) >= persistence.lane_capacity:
+                await lane.wait_room()
+            if lane:
+                lane.append(write)
                 persistence._schedule(lane)
             else:
                 await persistence.writer.tell(write)
@@ -268,13 +302,12 @@ class Persistence:
                 continue
             lane = ready.popleft()
             for _ in range(_PUMP_TURN):
-                if not lane.items:
+                if not lane:
                     break
-                await writer.tell(lane.items[0])
-                lane.items.popleft()
-                lane.room.set()
-                lane.room = trio.Event()
-            if lane.items:
+                await writer.tell(lane.first())
+                lane.popleft()
+                lane.wake()
+            if lane:
                 ready.append(lane)
             else:
                 lane.scheduled = False
@@ -290,5 +323,5 @@ class Persistence:
         while self._ready:
             lane = self._ready.popleft()
             lane.scheduled = False
-            while lane.items:
-                yield lane.items.popleft()
+            while lane:
+                yield lane.popleft()
