@@ -110,7 +110,18 @@ class SQLBackend(ABC):
     # --- writes -----------------------------------------------------------------------
 
     async def write_batch(self, records: Sequence[Record]) -> BatchResult:
-        batch = prepare_batch(records, self.limits)
+        return await self.write_prepared(self.prepare(records))
+
+    # The two halves of `write_batch`, for a caller that overlaps them: the persistence
+    # writer prepares the next batch (Python work, on the Trio thread) while the one
+    # before it is still being written (on the database's thread or process).
+
+    def prepare(self, records: Sequence[Record]) -> PreparedBatch:
+        """Check, repair, merge and group ``records`` (``_batch.py``); no I/O."""
+        return prepare_batch(records, self.limits)
+
+    async def write_prepared(self, batch: PreparedBatch) -> BatchResult:
+        """Store a batch from `prepare` in one transaction."""
         if batch.rows:
             await self._write(batch)
         return BatchResult(written=batch.row_count, rejected=tuple(batch.rejected))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from triolet._exceptions import RecordRejected
 
@@ -36,7 +36,7 @@ from ._records import (
     ThreadRecord,
     UserRecord,
 )
-from ._sanitize import Limits, clean_json, clean_text, where
+from ._sanitize import Limits, clean_json, clean_text, plain_text, where
 
 __all__ = ["COLUMNS", "TABLE_ORDER", "PreparedBatch", "prepare_batch"]
 
@@ -74,6 +74,8 @@ _TABLE_OF: Final[dict[type, str]] = {
 }
 
 _KEEP_FIRST: Final = frozenset({"created_at"})
+#: Records that name a thread, whose ``updated_at`` they bump.
+_IN_A_THREAD: Final = frozenset({StepRecord, ElementRecord, ActionRecord})
 
 
 @dataclass(slots=True)
@@ -113,8 +115,11 @@ def _user(r: UserRecord, lim: Limits) -> Row:
 
 
 def _thread(r: ThreadRecord, lim: Limits) -> Row:
-    w = where("thread", r.id)
     n = lim.max_name_chars
+    if r.metadata is None and plain_text((r.id, r.user_id, r.name), n):
+        updated_at = r.updated_at if r.updated_at is not None else r.created_at
+        return (r.id, r.user_id, r.name, None, r.created_at, updated_at, r.deleted_at)
+    w = where("thread", r.id)
     return (
         clean_text(r.id, n, w, "id"),
         clean_text(r.user_id, n, w, "user_id"),
@@ -129,6 +134,22 @@ def _thread(r: ThreadRecord, lim: Limits) -> Row:
 def _step(r: StepRecord, lim: Limits) -> Row:
     w = where("step", r.id)
     n, t, j = lim.max_name_chars, lim.max_text_chars, lim.max_json_bytes
+    names = (r.id, r.thread_id, r.parent_id, r.type, r.name, r.role, r.author, r.status)
+    if plain_text(names, n) and plain_text((r.content, r.error), t):
+        # The common case: no text needs a repair or a size check of its own.
+        return (
+            *names[:7],
+            r.content,
+            clean_json(r.input, j, w, "input"),
+            clean_json(r.output, j, w, "output"),
+            r.status,
+            r.error,
+            bool(r.incomplete),
+            r.created_at,
+            r.started_at,
+            r.ended_at,
+            clean_json(r.metadata, lim.max_metadata_bytes, w, "metadata"),
+        )
     return (
         clean_text(r.id, n, w, "id"),
         clean_text(r.thread_id, n, w, "thread_id"),
@@ -231,17 +252,23 @@ def prepare_batch(records: Sequence[Record], limits: Limits) -> PreparedBatch:
     merged: dict[tuple[str, str], tuple[int, Record]] = {}
     touched: dict[str, float] = {}
     for index, record in enumerate(records):
-        table = _TABLE_OF.get(type(record))
+        kind = type(record)
+        table = _TABLE_OF.get(kind)
         if table is None:
-            raise TypeError(f"not a storage record: {type(record).__name__}")
+            raise TypeError(f"not a storage record: {kind.__name__}")
         key = (table, record.id)
         seen = merged.get(key)
         merged[key] = (index, record) if seen is None else (seen[0], _merge(seen[1], record))
-        if isinstance(record, StepRecord | ElementRecord | ActionRecord):
-            stamp = record.created_at
-            if isinstance(record, StepRecord):
-                stamp = max(stamp, record.ended_at or stamp, record.started_at or stamp)
-            touched[record.thread_id] = max(stamp, touched.get(record.thread_id, stamp))
+        if kind in _IN_A_THREAD:
+            child = cast("StepRecord | ElementRecord | ActionRecord", record)
+            stamp = child.created_at
+            if kind is StepRecord:
+                step = cast(StepRecord, record)
+                stamp = max(stamp, step.ended_at or stamp, step.started_at or stamp)
+            thread_id = child.thread_id
+            known = touched.get(thread_id)
+            touched[thread_id] = stamp if known is None or stamp > known else known
+    records_seen = len(merged)
     for thread_id, stamp in touched.items():
         key = ("threads", thread_id)
         seen = merged.get(key)
@@ -252,7 +279,10 @@ def prepare_batch(records: Sequence[Record], limits: Limits) -> PreparedBatch:
             assert isinstance(record, ThreadRecord)
             newest = max(stamp, record.updated_at or record.created_at)
             merged[key] = (seen[0], dataclasses.replace(record, updated_at=newest))
-    for (table, _), (index, record) in sorted(merged.items(), key=lambda item: item[1][0]):
+    # In index order, placeholders (-1) first: a dict keeps first-insertion order and the
+    # placeholders were added last, so this is the order a sort by index would give.
+    items = list(merged.items())
+    for (table, _), (index, record) in items[records_seen:] + items[:records_seen]:
         try:
             row = _ROW[table](record, limits)
             if isinstance(record, ThreadRecord) and record.tags is not None:

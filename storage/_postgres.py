@@ -9,12 +9,23 @@ Why this shape:
 * **SQLAlchemy builds the SQL** (``_queries.py``, compiled for the asyncpg dialect); asyncpg
   runs it with positional parameters. JSON is passed as text (asyncpg's default ``jsonb``
   codec), already serialised and checked by ``_sanitize.py``.
-* **COPY for bulk batches.** A table with at least ``copy_threshold`` rows in a batch is
-  copied (binary COPY) into a temporary staging table, then moved with one
-  ``INSERT ... SELECT ... ORDER BY ord ON CONFLICT (id) DO UPDATE``: COPY's speed with an
-  upsert's idempotency, and ``steps.seq`` still follows the batch's order. The staging
-  tables are ``ON COMMIT DELETE ROWS``, created once per connection. Smaller tables use
-  ``executemany`` (COPY's fixed cost loses below a few dozen rows).
+* **COPY for bulk batches, the upsert only where it is needed.** Per table, a batch with at
+  least ``copy_threshold`` rows asks which of its ids are stored already (one
+  ``SELECT array_agg(id) ... WHERE id = ANY($1)``) and COPYs the others (binary COPY)
+  straight into the table, in batch order, so ``steps.seq`` follows it. Only the stored ones
+  take the upsert: ``executemany`` when few, else a COPY into a temporary staging table
+  (``ON COMMIT DELETE ROWS``) and one ``INSERT ... SELECT ... ORDER BY ord ON CONFLICT (id)
+  DO UPDATE``. Should another node store one of the ids between the check and the COPY, the
+  unique key refuses the COPY, the transaction rolls back and the batch is written again
+  through the upsert alone: idempotent either way. Measured (1000-row batches, 100
+  threads): the COPY path costs ~1.2x a raw COPY of the same rows, the staging upsert for
+  everything ~1.6x. Smaller tables use ``executemany`` (COPY's fixed cost loses below a few
+  dozen rows).
+* **Thread bumps in one statement.** Most thread rows of a batch only move ``updated_at``
+  (the threads its steps name): they go as three arrays to one ``INSERT ... SELECT FROM
+  unnest(...) ON CONFLICT DO UPDATE ... WHERE threads.updated_at < excluded.updated_at``,
+  which also skips rewriting a thread that is already as new (no dead row versions).
+  Measured: ~1.5x cheaper than staging them.
 * **Durability**: a batch is acknowledged after PostgreSQL's ``COMMIT`` returns, which with the
   server's default ``synchronous_commit = on`` means the WAL is flushed to disk.
 * Migrations take a transaction-scoped advisory lock, so nodes starting together migrate once.
@@ -32,7 +43,7 @@ from triolet.actors import AsyncioThread, shared_asyncio_thread
 
 from . import _queries as q
 from ._base import Rows, SQLBackend, Statement
-from ._batch import COLUMNS, TABLE_ORDER, PreparedBatch
+from ._batch import COLUMNS, TABLE_ORDER, PreparedBatch, Row
 from ._migrations import VERSION_TABLE, ddl, pending
 from ._sanitize import DEFAULT_LIMITS, Limits
 
@@ -62,6 +73,11 @@ def _stage_ddl(table: str) -> str:
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {_stage(table)} ON COMMIT DELETE ROWS AS "
         f"SELECT {columns}, 0::int AS ord FROM {table} WITH NO DATA"
     )
+
+
+def _times_only(row: tuple[Any, ...]) -> bool:
+    """A thread row with no owner, name, metadata or deletion: it only moves ``updated_at``."""
+    return row[1] is None and row[2] is None and row[3] is None and row[6] is None
 
 
 def _count(status: str) -> int:
@@ -94,6 +110,8 @@ class PostgresBackend(SQLBackend):
         self._pool: asyncpg.Pool | None = None
         self._upserts = {t: q.upsert_stmt(t, "postgresql") for t in TABLE_ORDER}
         self._from_stage = {t: q.upsert_stmt(t, "postgresql", stage=_stage(t)) for t in TABLE_ORDER}
+        self._stored_ids = {t: q.stored_ids_stmt(t) for t in TABLE_ORDER}
+        self._bump_threads = q.bump_threads_stmt()
         self._delete_tags = q.delete_tags_stmt("postgresql")
         self._insert_tag = q.insert_tag_stmt("postgresql")
 
@@ -168,25 +186,69 @@ class PostgresBackend(SQLBackend):
 
     async def _write(self, batch: PreparedBatch) -> None:
         async def run(pool: asyncpg.Pool) -> None:
-            async with self._transaction(pool) as conn:
-                for table, rows in batch.rows.items():
-                    if len(rows) >= self.copy_threshold:
-                        await conn.execute(_stage_ddl(table))
-                        await conn.copy_records_to_table(
-                            _stage(table),
-                            records=[(*row, i) for i, row in enumerate(rows)],
-                            columns=[*COLUMNS[table], "ord"],
-                        )
-                        await conn.execute(self._from_stage[table])
-                    else:
-                        await conn.executemany(self._upserts[table], rows)
-                if batch.tags:
-                    await conn.executemany(self._delete_tags, [(t,) for t, _ in batch.tags])
-                    await conn.executemany(
-                        self._insert_tag, [(t, tag) for t, tags in batch.tags for tag in tags]
-                    )
+            async with pool.acquire() as conn:
+                await self._write_transaction(conn, batch)
 
         await self._run(run)
+
+    async def _write_transaction(self, conn: Any, batch: PreparedBatch) -> None:
+        import asyncpg
+
+        try:
+            async with conn.transaction():
+                await self._write_rows(conn, batch, split=True)
+        except asyncpg.UniqueViolationError:
+            # Another writer inserted one of our ids between the check and the COPY:
+            # write the batch again, all of it through the upsert.
+            async with conn.transaction():
+                await self._write_rows(conn, batch, split=False)
+
+    async def _write_rows(self, conn: Any, batch: PreparedBatch, *, split: bool) -> None:
+        for table, all_rows in batch.rows.items():
+            rows = all_rows
+            if table == "threads":
+                # Most thread rows of a batch only bump ``updated_at`` (the threads its
+                # steps name): one statement for all of them.
+                bumps = [r for r in rows if _times_only(r)]
+                if bumps:
+                    ids, created, updated = zip(*((r[0], r[4], r[5]) for r in bumps), strict=True)
+                    await conn.execute(self._bump_threads, ids, created, updated)
+                    rows = [r for r in rows if not _times_only(r)]
+            if split and len(rows) >= self.copy_threshold:
+                rows = await self._copy_new(conn, table, rows)
+            await self._upsert(conn, table, rows)
+        if batch.tags:
+            await conn.executemany(self._delete_tags, [(t,) for t, _ in batch.tags])
+            await conn.executemany(
+                self._insert_tag, [(t, tag) for t, tags in batch.tags for tag in tags]
+            )
+
+    async def _copy_new(self, conn: Any, table: str, rows: list[Row]) -> list[Row]:
+        """COPY the rows whose id is not stored yet straight into ``table`` (in batch order,
+        so ``steps.seq`` follows it); return the others, which need the upsert."""
+        stored = await conn.fetchval(self._stored_ids[table], [r[0] for r in rows])
+        if not stored:
+            new, rows = rows, []
+        else:
+            known = set(stored)
+            new = [r for r in rows if r[0] not in known]
+            rows = [r for r in rows if r[0] in known]
+        if new:
+            await conn.copy_records_to_table(table, records=new, columns=COLUMNS[table])
+        return rows
+
+    async def _upsert(self, conn: Any, table: str, rows: list[Row]) -> None:
+        if len(rows) < self.copy_threshold:
+            if rows:
+                await conn.executemany(self._upserts[table], rows)
+            return
+        await conn.execute(_stage_ddl(table))
+        await conn.copy_records_to_table(
+            _stage(table),
+            records=[(*row, i) for i, row in enumerate(rows)],
+            columns=[*COLUMNS[table], "ord"],
+        )
+        await conn.execute(self._from_stage[table])
 
     # --- migrations -------------------------------------------------------------------
 

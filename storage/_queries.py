@@ -123,6 +123,39 @@ def upsert_stmt(table_name: str, dialect: Dialect, *, stage: str | None = None) 
     return compiled.string
 
 
+def stored_ids_stmt(table_name: str) -> str:
+    """PostgreSQL: which of the ids in ``$1`` (a text array) ``table_name`` holds already."""
+    table = _TABLES[table_name]
+    key = table.c[_UPSERT[table_name][0]]
+    any_of = sa.func.any(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text)))
+    return compile_stmt(sa.select(sa.func.array_agg(key)).where(key == any_of), "postgresql")[0]
+
+
+def bump_threads_stmt() -> str:
+    """PostgreSQL: the upsert of thread rows that carry only times (ids, created, updated
+    as three arrays): one round trip, and a thread whose ``updated_at`` is already as new
+    is not rewritten (no dead row version, no index entries)."""
+    t = s.threads
+    array = postgresql.ARRAY
+    rows = (
+        sa.func.unnest(
+            sa.bindparam("ids", type_=array(sa.Text)),
+            sa.bindparam("created", type_=array(sa.Double)),
+            sa.bindparam("updated", type_=array(sa.Double)),
+        )
+        .table_valued("id", "created", "updated")
+        .render_derived()
+    )
+    stmt = postgresql.insert(t).from_select(
+        ["id", "created_at", "updated_at"], sa.select(rows.c.id, rows.c.created, rows.c.updated)
+    )
+    new = stmt.excluded.updated_at
+    final = stmt.on_conflict_do_update(
+        index_elements=["id"], set_={"updated_at": new}, where=t.c.updated_at < new
+    )
+    return compile_stmt(final, "postgresql")[0]
+
+
 # --- tags -----------------------------------------------------------------------------
 
 

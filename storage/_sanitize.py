@@ -25,8 +25,10 @@ Repairs cost nothing on clean data: ASCII text and NUL-free strings take a fast 
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,6 +39,7 @@ __all__ = [
     "Limits",
     "clean_json",
     "clean_text",
+    "plain_text",
 ]
 
 _REPLACEMENT: Final = "\ufffd"
@@ -101,6 +104,26 @@ def clean_text(value: str | None, limit: int, where: _Where, field: str) -> str 
     return _repair(value)
 
 
+def plain_text(values: tuple[str | None, ...], limit: int) -> bool:
+    """True when every value is ``None`` or text needing no repair, and all of it together
+    is within ``limit`` characters: the rows of clean records skip `clean_text` (the
+    common case, checked with one join instead of one call per field). False only means
+    "check each field", never that a value is bad."""
+    try:
+        text = "".join([v for v in values if v is not None])
+    except TypeError:
+        return False
+    if len(text) > limit or "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _fallback(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"
@@ -126,12 +149,33 @@ def _scrub(value: Any, depth: int) -> Any:
     return _scrub(_fallback(value), depth + 1)
 
 
+def _encoder() -> Callable[[Any], str]:
+    """Compact JSON, non-ASCII kept, NaN refused: built once, not once per value.
+
+    ``json.dumps`` with options builds a `json.JSONEncoder` per call, and its ``encode``
+    builds the C encoder per call: together 1.5 us for a small dict, against 0.45 us for
+    the C encoder made once (no circular-reference markers: a cycle ends in
+    `RecursionError`, which `clean_json` handles like any other unencodable value).
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # not CPython
+        return json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_fallback
+        ).encode
+    # (markers, default, encoder, indent, key sep, item sep, sort_keys, skipkeys, allow_nan)
+    quote = json.encoder.encode_basestring
+    chunks = make(None, _fallback, quote, None, ":", ",", False, False, False)
+    join = "".join
+    return lambda value: join(chunks(value, 0))
+
+
+_ENCODE: Final = _encoder()
+
+
 def _fast_dump(value: Any) -> tuple[str, int] | None:
     """JSON text and its UTF-8 size, or None when the value needs `_scrub` first."""
     try:
-        text = json.dumps(
-            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_fallback
-        )
+        text = _ENCODE(value)
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
     except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
         return None

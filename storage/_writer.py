@@ -12,30 +12,41 @@ How it gets there, and why this shape:
 * **Group commit.** Requests (`Write`) arrive over the actor's bounded mailbox and collect in
   one pending batch. The batch is written — one `StorageBackend.write_batch`, one transaction
   — when it reaches ``batch_size`` records or ``batch_delay`` seconds after its first record
-  (a `send_after` timer, armed once per batch, not a sleep per message). While a batch is
-  being written the next one queues in the mailbox, so under load batches fill themselves and
-  the cost of a commit is shared by hundreds of requests.
-* **Order.** One actor, one batch at a time, records in arrival order: the backend assigns
-  ``steps.seq`` in batch order, so each thread's steps are stored in the order they reached
-  the writer. A journal in use is replayed before anything newer is written.
+  (a `send_after` timer, armed once per batch, not a sleep per message). Under load batches
+  fill themselves and the cost of a commit is shared by hundreds of requests.
+* **A two-stage pipeline.** A full (or due) batch is prepared at once (sanitised and merged,
+  ``SQLBackend.prepare``: Python work on the Trio thread) and handed to a committer task
+  in the service nursery, and the actor goes back to filling the next batch while the
+  database writes this one (on the asyncio thread and the server's process, or SQLite's
+  worker thread). **At most one batch is in flight**: the next hand-over waits for it to be
+  committed (or spilled) and settled. A due batch does not wait for it idly: it keeps filling
+  and goes as soon as the commit in flight is done. Measured on PostgreSQL: 1.3-1.6x the
+  throughput of filling and writing in turn.
+* **Order.** One actor, one batch in flight, records in arrival order: the backend assigns
+  ``steps.seq`` in batch order and batches commit one after the other, so each thread's
+  steps are stored in the order they reached the writer. A journal in use is replayed
+  before anything newer is written (the batch in flight settles first).
 * **Replies after commit.** A durable request carries a `ReplySlot` (the ``ask`` machinery,
   settled later instead of by the handler's return value): the writer settles it after the
   batch holding it committed, or with the `RecordRejected` error when the backend refused one
   of its records (bad data: the rest of the batch is stored regardless).
 * **Backpressure.** The mailbox is bounded with the ``block`` policy: when the database is
-  slower than the sessions, senders wait in ``tell`` for room. Nothing grows.
+  slower than the sessions, senders wait in ``tell`` for room. Nothing grows: the writer
+  holds at most two batches (one in flight, one filling) besides its mailbox.
 * **Storage down.** A failed (or timed-out) batch goes to the journal (`Journal`, fsynced)
   and its requests are acknowledged from there. From then on every batch goes to the journal
   — so nothing newer can overtake it — while a `send_after` timer retries the database with
   exponential backoff. When a retry succeeds the journal is replayed in order, in chunks
   between which new requests are still served, and truncated. A full journal (or none
   configured) stops the writer in a retry loop: the mailbox fills and senders wait.
-* **Shutdown.** On stop the writer takes what is still queued in its mailbox and in the
-  session lanes (`Persistence`), writes it, and closes the journal.
+* **Shutdown.** On stop the writer waits for the batch in flight, takes what is still
+  queued in its mailbox and in the session lanes (`Persistence`), writes it (inline: the
+  committer's nursery is closing), and closes the journal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -54,7 +65,7 @@ from triolet.actors.lowlevel import ReplySlot
 from triolet.supervisor import ChildSpec, Restart
 
 from ._backend import BatchResult, StorageBackend
-from ._batch import prepare_batch
+from ._batch import PreparedBatch, prepare_batch
 from ._journal import Journal
 from ._records import (
     ActionRecord,
@@ -92,8 +103,10 @@ logger = logging.getLogger("triolet.storage")
 
 AckMode = Literal["durable", "received"]
 
-#: Records per group commit (asyncpg COPY peaks near 500 rows a batch on this machine).
-DEFAULT_BATCH_SIZE: Final = 500
+#: Records per group commit, at most. With the pipeline, 1000 beat 500 by ~1.2x on
+#: PostgreSQL (the per-batch costs: a commit's fsync, a bump per thread, round trips);
+#: batches only grow this large under load.
+DEFAULT_BATCH_SIZE: Final = 1000
 #: Seconds a batch waits to fill after its first record.
 DEFAULT_BATCH_DELAY: Final = 0.005
 #: Write requests that may wait for the writer; past it senders block (backpressure).
@@ -103,8 +116,9 @@ DEFAULT_WRITE_TIMEOUT: Final = 10.0
 #: Retry backoff while storage is down: min, max seconds.
 DEFAULT_RETRY_MIN: Final = 0.05
 DEFAULT_RETRY_MAX: Final = 5.0
-#: Journal chunks replayed per turn before the writer serves new requests again.
-_REPLAY_CHUNKS_PER_TURN: Final = 16
+#: Journal records replayed per turn (in chunks of ``batch_size``) before the writer
+#: serves new requests again.
+_REPLAY_RECORDS_PER_TURN: Final = 8000
 #: How long a durable `store` waits for its commit before giving up.
 DEFAULT_STORE_TIMEOUT: Final = 30.0
 
@@ -154,6 +168,8 @@ class _Waiter:
 class _Batch:
     records: list[Record] = field(default_factory=list)
     waiters: list[_Waiter] = field(default_factory=list)
+    #: the records already prepared (``SQLBackend.prepare``), when the backend offers it
+    prepared: PreparedBatch | None = None
 
 
 # --- journal encoding --------------------------------------------------------------------
@@ -240,12 +256,18 @@ class PersistenceWriter(ServiceActor):
         self.retry_max = retry_max
         self.stats = stats if stats is not None else WriterStats()
         self.limits: Limits = getattr(backend, "limits", DEFAULT_LIMITS)
+        # Looked up on the class: a wrapper that delegates attributes (a test's fault
+        # injector) must still be called through its own ``write_batch``.
+        self._splits = callable(getattr(type(backend), "write_prepared", None))
         self._batch = _Batch()
         self._timer: Any = None
         self._retry_timer: Any = None
         self._retry_delay = retry_min
         self._journal_opened = False
         self._pump_scope: trio.CancelScope | None = None
+        self._committer: trio.Nursery | None = None
+        self._in_flight: trio.Event | None = None
+        self._flush_after_commit = False
 
     # --- lifetime --------------------------------------------------------------------
 
@@ -264,16 +286,22 @@ class PersistenceWriter(ServiceActor):
             await self._replay_turn(limit=None)
 
     async def run_service(self, *, task_status: trio.TaskStatus[Any]) -> None:
-        # The pump ends with the incarnation (on_stop cancels it): a service that ran on
-        # would hold the actor until its shutdown deadline.
-        with trio.CancelScope() as self._pump_scope:
-            task_status.started()
-            if self.persistence is not None:
-                await self.persistence.pump(self.ref)
-            else:
-                await trio.sleep_forever()
+        # Two jobs: commit batches in the background (the pipeline), and pump the session
+        # lanes. The pump ends with the incarnation (on_stop cancels it): a service that ran
+        # on would hold the actor until its shutdown deadline. A commit in flight is not
+        # cancelled with it: on_stop waits for it first.
+        async with trio.open_nursery() as self._committer:
+            with trio.CancelScope() as self._pump_scope:
+                task_status.started()
+                if self.persistence is not None:
+                    await self.persistence.pump(self.ref)
+                else:
+                    await trio.sleep_forever()
 
     async def on_stop(self) -> None:
+        await self._settled()
+        # From here on batches are written inline: the committer nursery is closing.
+        self._committer = None
         if self._pump_scope is not None:
             self._pump_scope.cancel()
         # Take what is still queued (the mailbox is not drained by the actor loop on stop)
@@ -305,14 +333,20 @@ class PersistenceWriter(ServiceActor):
             self._add(message)
             if len(self._batch.records) >= self.batch_size:
                 await self._flush()
-            elif self._timer is None:
+            elif self._timer is None and not self._flush_after_commit:
                 self._timer = self.send_after(self.batch_delay, _FLUSH_DUE)
         elif kind is _FlushDue:
             self._timer = None
-            await self._flush()
+            if self._in_flight is not None and not self._in_flight.is_set():
+                # Waiting here would stop the batch from filling: flush it when the
+                # commit in flight is done (or sooner, once it is full).
+                self._flush_after_commit = True
+            else:
+                await self._flush()
         elif kind is _RetryDue:
             self._retry_timer = None
-            await self._replay_turn(limit=_REPLAY_CHUNKS_PER_TURN)
+            await self._settled()
+            await self._replay_turn(limit=max(1, _REPLAY_RECORDS_PER_TURN // self.batch_size))
         else:
             logger.warning("persistence writer ignored a %s", kind.__name__)
 
@@ -329,34 +363,78 @@ class PersistenceWriter(ServiceActor):
     # --- writing a batch -------------------------------------------------------------------
 
     async def _flush(self) -> None:
+        """Hand the pending batch to the committer (after the one in flight) and return.
+
+        The pipeline: while one batch is being committed (on the database's thread or
+        process), the next one fills from the mailbox. At most one batch is in flight, so
+        batches still commit one after the other, in order, each in its own transaction,
+        and a batch's requests are acknowledged only after its own commit. Waiting here
+        for the batch in flight is the backpressure: the mailbox fills meanwhile.
+        """
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._flush_after_commit = False
         batch, self._batch = self._batch, _Batch()
         if not batch.records:
             for waiter in batch.waiters:
                 waiter.slot.settle(outcome.Value(None))
             return
-        if self.stats.degraded:
-            await self._spill(batch)
+        if self._splits and not self.stats.degraded:
+            # Prepare now, while the batch in flight is still being written. A failure
+            # here (not a record at all) is raised again by write_batch, and handled there.
+            with contextlib.suppress(Exception):
+                batch.prepared = self.backend.prepare(batch.records)  # type: ignore[attr-defined]
+        await self._settled()
+        committer = self._committer
+        if committer is None:  # starting or stopping: no background task to hand it to
+            await self._commit(batch)
             return
-        try:
-            result = await self._write(batch.records)
-        except StorageError as exc:
-            self._storage_down(exc)
-            await self._spill(batch)
-            return
-        except Exception as exc:
-            # A bug, not an outage: fail the requests of this batch, keep the writer alive.
-            logger.exception("persistence writer: a batch of %d records failed", len(batch.records))
-            for waiter in batch.waiters:
-                waiter.slot.settle(outcome.Error(exc))
-            return
-        self._settle(batch, result)
+        done = self._in_flight = trio.Event()
+        committer.start_soon(self._commit, batch, done)
 
-    async def _write(self, records: Sequence[Record]) -> BatchResult:
+    async def _settled(self) -> None:
+        """Wait until the batch in flight (if any) is committed or spilled, and settled."""
+        in_flight = self._in_flight
+        if in_flight is not None:
+            await in_flight.wait()
+            self._in_flight = None
+
+    async def _commit(self, batch: _Batch, done: trio.Event | None = None) -> None:
+        try:
+            if self.stats.degraded:
+                await self._spill(batch)
+                return
+            try:
+                result = await self._write(batch.records, batch.prepared)
+            except StorageError as exc:
+                self._storage_down(exc)
+                await self._spill(batch)
+                return
+            except Exception as exc:
+                # A bug, not an outage: fail this batch's requests, keep the writer alive.
+                logger.exception(
+                    "persistence writer: a batch of %d records failed", len(batch.records)
+                )
+                for waiter in batch.waiters:
+                    waiter.slot.settle(outcome.Error(exc))
+                return
+            self._settle(batch, result)
+        finally:
+            if done is not None:
+                done.set()
+                if self._flush_after_commit and self._timer is None:
+                    self._timer = self.send_after(0, _FLUSH_DUE)
+
+    async def _write(
+        self, records: Sequence[Record], prepared: PreparedBatch | None = None
+    ) -> BatchResult:
         with trio.move_on_after(self.write_timeout):
-            result = await self.backend.write_batch(records)
+            result: BatchResult
+            if prepared is not None:
+                result = await self.backend.write_prepared(prepared)  # type: ignore[attr-defined]
+            else:
+                result = await self.backend.write_batch(records)
             stats = self.stats
             stats.batches += 1
             stats.records += len(records)
