@@ -162,16 +162,19 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
-def axe_violations(page: Page, base: str) -> list[dict[str, Any]]:
-    """Serious and critical axe-core violations on the page (axe loaded from the server)."""
+def axe_violations(page: Page, base: str, selector: str | None = None) -> list[dict[str, Any]]:
+    """Serious and critical axe-core violations on the page, or in the element ``selector``
+    names (axe loaded from the server)."""
     page.add_script_tag(url=base + AXE)
     result: list[dict[str, Any]] = page.evaluate(
-        """async () => {
-            const r = await axe.run(document, {resultTypes: ['violations']});
+        """async (selector) => {
+            const scope = selector ? document.querySelector(selector) : document;
+            const r = await axe.run(scope, {resultTypes: ['violations']});
             return r.violations
               .filter(v => v.impact === 'serious' || v.impact === 'critical')
               .map(v => ({id: v.id, impact: v.impact, help: v.help,
                           nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
-        }"""
+        }""",
+        selector,
     )
     return result

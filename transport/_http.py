@@ -70,6 +70,8 @@ from ._sse import DEFAULT_SSE_BUFFER, TurnFeed, event_json, sse_comment, sse_fra
 if TYPE_CHECKING:
     from triolet.storage import FileStore, StorageBackend
 
+    from ._ui_api import UISettings
+
 __all__ = [
     "DEFAULT_HTTP_LIMITS",
     "HttpLimits",
@@ -244,6 +246,7 @@ def create_http_app(
     title: str = "Triolet",
     storage: StorageBackend | None = None,
     files: FileStore | None = None,
+    ui: UISettings | None = None,
 ) -> QuartTrio:
     """The quart-trio app serving the headless API, health, ``/metrics`` and ``/openapi.json``.
 
@@ -299,6 +302,12 @@ def create_http_app(
 
         register_storage_api(app, router, storage=storage, files=files, state=api.state)
     # --- end stored threads and files ---
+    # --- the web UI's settings, GET /api/ui (transport/_ui_api.py) ---
+    if not headless:
+        from ._ui_api import UISettings, register_ui_api
+
+        register_ui_api(app, ui or UISettings(name=title), files=files)
+    # --- end web UI settings ---
     return app
 
 

@@ -342,6 +342,12 @@ def openapi_document(
                 },
             }
         }
+    # --- the web UI's settings (transport/_ui_api.py) ---
+    if ui:
+        from ._ui_api import ui_paths
+
+        paths.update(ui_paths())
+    # --- end web UI settings ---
     # --- stored threads and files (transport/_storage_models.py) ---
     if storage or files:
         from ._storage_models import storage_paths

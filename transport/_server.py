@@ -43,6 +43,8 @@ from ._prometheus import ChannelMetrics, MetricsSource
 if TYPE_CHECKING:
     from triolet.storage import FileStore, StorageBackend
 
+    from ._ui_api import UISettings
+
 __all__ = [
     "DEFAULT_DRAIN_DELAY",
     "DEFAULT_GRACEFUL_TIMEOUT",
@@ -142,6 +144,7 @@ def create_app(
     ws_path: str = DEFAULT_WS_PATH,
     storage: StorageBackend | None = None,
     files: FileStore | None = None,
+    ui: UISettings | None = None,
 ) -> TrioletASGI:
     """The whole server's ASGI app: the WebSocket endpoint beside the quart-trio HTTP app.
 
@@ -161,6 +164,7 @@ def create_app(
         title=title,
         storage=storage,
         files=files,
+        ui=ui,
     )
     return TrioletASGI(http, websocket, state=state, ws_path=ws_path)
 

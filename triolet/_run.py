@@ -58,6 +58,7 @@ from triolet.transport import (
     run_purger,
     serve,
 )
+from triolet.transport._ui_api import UISettings
 
 from ._loader import load_actor_class, load_behaviour
 
@@ -71,6 +72,10 @@ DRAIN_DELAY: Final = 0.5
 
 def _finite(value: float | None) -> float | None:
     return None if value is None or math.isinf(value) else value
+
+
+def _base_dir(config: TrioletConfig) -> Path:
+    return config.source.parent if config.source is not None else Path.cwd()
 
 
 def session_limits(config: TrioletConfig) -> SessionLimits:
@@ -156,6 +161,7 @@ class TransportService(ServiceActor):
             title=self.config.app.name,
             storage=self.storage,
             files=self.files,
+            ui=UISettings.from_config(self.config, base_dir=_base_dir(self.config)),
         )
         await serve(
             app,

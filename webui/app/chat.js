@@ -13,6 +13,9 @@ import { renderElement, renderElementBody } from "./elements.js";
 import { renderStepTree, applyFilter } from "./steps.js";
 import { h } from "./dom.js";
 import { t } from "./i18n.js";
+import { Api } from "./api.js";
+import { Attachments } from "./attachments.js";
+import { SettingsPanel } from "./settings.js";
 
 const NODE_CACHE_SIZE = 400; // rendered items kept while scrolled out of view
 const ANNOUNCE_CHARS = 600; // what the live region reads of a reply
@@ -25,8 +28,13 @@ export class ChatView {
    * @param {Document|ShadowRoot} [options.root]  for activeElement inside a shadow root
    * @param {string} [options.title]
    * @param {string} [options.storageKey]  sessionStorage key to re-attach after a reload
-   * @param {(thread: string) => Promise<object[]|null>} [options.loadHistory]
+   * @param {(thread: string) => Promise<{events: object[], feedback: Map}|null>} [options.loadHistory]
    * @param {HTMLElement[]} [options.headerExtras]
+   * @param {() => string|null} [options.token]   bearer token (login screen)
+   * @param {object|null} [options.uploads]   the server's upload limits (GET /api/ui)
+   * @param {(thread: string, welcome: object) => void} [options.onThread]   the thread this view is in
+   * @param {(ack: object) => void} [options.onAck]   a frame of ours was acknowledged
+   * @param {(closing: object) => void} [options.onAuth]   the server refused our credentials
    */
   constructor(host, options) {
     this.host = host;
@@ -39,7 +47,9 @@ export class ChatView {
     this.frame = 0;
     this.streamCost = new Map(); // message key -> ms its last Markdown render took
     this.features = { feedback: false, upload: true };
-    this.feedback = new Map();
+    this.api = new Api(this.base, options.token);
+    this.feedback = new Map(); // message id -> {score, comment, open}
+    this.edited = new Set(); // ids of user messages the user edited and resent
     this.states = [];
     this.build();
     this.list = new VirtualList(this.scroller, this.items, { render: (key, old) => this.renderItem(key, old) });
@@ -61,11 +71,22 @@ export class ChatView {
     this.input = h("textarea", { class: "composer-input", rows: "1", "aria-label": t("composer.label"), placeholder: t("composer.placeholder") });
     this.sendButton = h("button", { type: "submit", class: "send" }, t("composer.send"));
     this.stopButton = h("button", { type: "button", class: "stop", hidden: true }, t("composer.stop"));
+    this.attachments = new Attachments({ api: this.api, session: () => this.session, limits: this.options.uploads, onError: (text) => this.showToast(text) });
+    this.fileInput = h("input", { type: "file", multiple: true, class: "sr-only", tabindex: "-1", "aria-hidden": "true" });
+    const limits = this.attachments.describeLimits();
+    this.limitsNode = h("span", { class: "upload-limits", id: `limits-${uid()}` }, limits ? t("files.limits", { limits }) : "");
+    this.attachButton = h("button", { type: "button", class: "attach icon", "aria-label": t("files.attach"), title: t("files.attach"), "aria-describedby": this.limitsNode.id }, "📎");
     this.composer = h("form", { class: "composer" }, [
       this.askDock,
-      h("div", { class: "composer-row" }, [this.input, this.stopButton, this.sendButton]),
+      this.attachments.tray,
+      h("div", { class: "composer-row" }, [this.attachButton, this.fileInput, this.input, this.stopButton, this.sendButton]),
+      this.limitsNode,
     ]);
-    this.element = h("div", { class: "triolet-chat" }, [header, main, this.toast, this.composer, this.announcer]);
+    this.settingsPanel = new SettingsPanel((values) => this.sendSettings(values));
+    this.settingsButton = h("button", { type: "button", class: "settings-open", hidden: true, "aria-haspopup": "dialog" }, t("settings.open"));
+    header.append(this.settingsButton);
+    this.dropHint = h("div", { class: "drop-hint", hidden: true, "aria-hidden": "true" }, t("files.drop"));
+    this.element = h("div", { class: "triolet-chat" }, [header, main, this.settingsPanel.element, this.toast, this.composer, this.announcer, this.dropHint]);
     this.host.append(this.element);
 
     this.composer.addEventListener("submit", (e) => {
@@ -82,6 +103,8 @@ export class ChatView {
     });
     this.input.addEventListener("input", () => this.autosize());
     this.stopButton.addEventListener("click", () => this.stop());
+    this.bindFiles();
+    this.settingsButton.addEventListener("click", () => this.settingsPanel.open(this.settingsButton));
     this.items.addEventListener("click", (e) => this.onListClick(e));
     this.side.addEventListener("click", (e) => {
       if (e.target.closest("[data-close-side]")) this.closeSide();
@@ -126,12 +149,14 @@ export class ChatView {
       session: session || (thread ? null : remembered),
       thread,
       onEvents: (events) => this.onEvents(events),
-      onState: (state) => this.setState(state),
+      onState: (state, detail) => this.setState(state, detail),
       onWelcome: (welcome, info) => this.onWelcome(welcome, info),
       onError: (error) => this.onError(error),
-      onAck: () => {},
+      // An ack means the frame is stored (ack_mode "stored"): the history list may change.
+      onAck: (ack) => this.options.onAck && this.options.onAck(ack),
       token: this.options.token,
     });
+    this.opening = thread || null;
     this.replayUntil = 0;
     this.connection.connect();
   }
@@ -142,9 +167,14 @@ export class ChatView {
     this.thread = welcome.thread || null;
     // Events up to the server's seq at welcome time are a replay: show them, don't announce them.
     this.replayUntil = welcome.last_seq || 0;
-    if (newSession && this.conv.items.length) {
+    // A new session that continues the thread we just drew (openThread) keeps it on screen;
+    // any other new session starts from an empty view.
+    const continuing = this.opening && (this.thread || this.opening) === this.opening;
+    if (!this.thread && continuing) this.thread = this.opening;
+    if (newSession && this.conv.items.length && !continuing) {
       this.resetView();
     }
+    if (this.options.onThread) this.options.onThread(this.thread || this.session, welcome);
     if (gap) {
       this.resetView();
       this.reloadHistory();
@@ -152,13 +182,23 @@ export class ChatView {
       // Re-attached (a reload) to a session that continues a thread: the thread's older
       // messages are not in the session's replay, so they come from the history API.
       this.threadLoaded = true;
-      this.options.loadHistory(this.thread).then((events) => events && this.loadEvents(events, { prepend: true }));
+      this.options.loadHistory(this.thread).then((stored) => stored && this.loadStored(stored, { prepend: true }));
     }
   }
 
+  /** The scope of stored data for an anonymous visitor: the thread's first session. */
+  get scope() {
+    return this.thread || this.session;
+  }
+
+  loadStored(stored, options) {
+    for (const [id, f] of stored.feedback) this.feedback.set(id, { score: f.score, comment: f.comment });
+    this.loadEvents(stored.events, options);
+  }
+
   async reloadHistory() {
-    const events = this.thread && this.options.loadHistory ? await this.options.loadHistory(this.thread) : null;
-    if (events) this.loadEvents(events);
+    const stored = this.thread && this.options.loadHistory ? await this.options.loadHistory(this.thread) : null;
+    if (stored) this.loadStored(stored);
     else {
       this.conv.notice(t("notice.gap"));
       this.schedule();
@@ -167,13 +207,16 @@ export class ChatView {
 
   resetView() {
     this.threadLoaded = false;
+    this.feedback.clear();
+    this.edited.clear();
     this.conv.reset();
     this.cache.clear();
     this.list.heights.clear();
     this.schedule();
   }
 
-  setState(state) {
+  setState(state, detail) {
+    if (state === "auth" && this.options.onAuth) this.options.onAuth(detail || {});
     this.states.push(state); // the history of states, for tests and debugging
     this.stateLabel.dataset.state = state;
     this.stateLabel.textContent = t(`conn.${state}`);
@@ -200,10 +243,14 @@ export class ChatView {
 
   /** Continue a stored thread: its history first, then a new session that resumes it. */
   async openThread(thread) {
+    if (this.connection) this.connection.close();
     this.resetView();
+    this.attachments.clear();
     this.threadLoaded = true;
-    const events = this.options.loadHistory ? await this.options.loadHistory(thread) : null;
-    if (events) this.loadEvents(events);
+    this.thread = thread;
+    const stored = this.options.loadHistory ? await this.options.loadHistory(thread) : null;
+    if (stored) this.loadStored(stored);
+    if (this.options.storageKey) sessionStorage.removeItem(this.options.storageKey);
     this.connect({ thread });
   }
 
@@ -232,21 +279,90 @@ export class ChatView {
     return last;
   }
 
-  submit() {
+  async submit() {
     const text = this.input.value;
-    if (!text.trim() || !this.connection) return;
+    const hasFiles = this.attachments.items.length > 0;
+    if ((!text.trim() && !hasFiles) || !this.connection || this.submitting) return;
     const ask = this.currentAsk();
     if (ask && ask.ask.kind === "text") {
       this.connection.send({ type: "ask_reply", ask: ask.ask.id, content: text });
       this.answered(ask, text);
+    } else if (hasFiles) {
+      // Uploads may still be running: wait for them (the send button says so), then send the
+      // text with the ids of the files that made it.
+      this.submitting = true;
+      this.sendButton.disabled = true;
+      this.sendButton.textContent = t("files.waiting");
+      try {
+        const files = await this.attachments.settle();
+        if (!files.length && !text.trim()) return;
+        const id = this.connection.send({ type: "message", content: text, files: files.map((f) => f.id) });
+        this.conv.addLocal(id, text, files);
+        this.attachments.clear();
+      } finally {
+        this.submitting = false;
+        this.sendButton.disabled = false;
+        this.sendButton.textContent = t("composer.send");
+      }
     } else {
-      const id = this.connection.send({ type: "message", content: text });
-      this.conv.addLocal(id, text);
+      this.sendMessage(text);
     }
     this.input.value = "";
     this.autosize();
     this.list.scrollToBottom();
     this.schedule();
+  }
+
+  sendMessage(text) {
+    const id = this.connection.send({ type: "message", content: text });
+    this.conv.addLocal(id, text);
+    return id;
+  }
+
+  sendSettings(values) {
+    this.connection.send({ type: "settings", values });
+    this.conv.settings = { ...(this.conv.settings || {}), values };
+    this.settingsPanel.show(this.conv.settings);
+  }
+
+  /** The attach button, drag-and-drop anywhere on the chat, and paste into the composer. */
+  bindFiles() {
+    this.attachButton.addEventListener("click", () => this.fileInput.click());
+    this.fileInput.addEventListener("change", () => {
+      this.attachments.add(this.fileInput.files);
+      this.fileInput.value = ""; // the same file may be picked again
+    });
+    this.composer.addEventListener("click", (e) => {
+      const remove = e.target.closest("[data-remove-attachment]");
+      if (remove) this.attachments.remove(Number(remove.dataset.removeAttachment));
+    });
+    const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes("Files");
+    let depth = 0; // dragenter/dragleave fire for every child: count them
+    this.element.addEventListener("dragenter", (e) => {
+      if (!hasFiles(e) || !this.features.upload) return;
+      depth += 1;
+      this.dropHint.hidden = false;
+    });
+    this.element.addEventListener("dragleave", () => {
+      depth = Math.max(0, depth - 1);
+      if (!depth) this.dropHint.hidden = true;
+    });
+    this.element.addEventListener("dragover", (e) => {
+      if (hasFiles(e) && this.features.upload) e.preventDefault(); // allows the drop
+    });
+    this.element.addEventListener("drop", (e) => {
+      depth = 0;
+      this.dropHint.hidden = true;
+      if (!hasFiles(e) || !this.features.upload) return;
+      e.preventDefault();
+      this.attachments.add(e.dataTransfer.files);
+    });
+    this.input.addEventListener("paste", (e) => {
+      const files = e.clipboardData ? [...e.clipboardData.files] : [];
+      if (!files.length || !this.features.upload) return; // plain text pastes as usual
+      e.preventDefault();
+      this.attachments.add(files);
+    });
   }
 
   /** Show the user's answer under the prompt (the server does not echo ask replies). */
@@ -297,7 +413,50 @@ export class ChatView {
       return;
     }
     const feedback = target.closest("[data-feedback]");
-    if (feedback) this.sendFeedback(feedback.dataset.message, Number(feedback.dataset.feedback));
+    if (feedback) {
+      this.sendFeedback(feedback.dataset.message, Number(feedback.dataset.feedback));
+      return;
+    }
+    const comment = target.closest("[data-feedback-send]");
+    if (comment) {
+      const box = comment.closest(".feedback-comment").querySelector("textarea");
+      this.sendFeedbackComment(comment.dataset.feedbackSend, box.value);
+      return;
+    }
+    const edit = target.closest("[data-edit]");
+    if (edit) {
+      this.editing = { key: edit.dataset.edit, text: this.conv.byKey.get(edit.dataset.edit).content };
+      this.refreshKey(edit.dataset.edit);
+      return;
+    }
+    const cancel = target.closest("[data-edit-cancel]");
+    if (cancel) {
+      const key = this.editing && this.editing.key;
+      this.editing = null;
+      if (key) this.refreshKey(key);
+      return;
+    }
+    const resend = target.closest("[data-edit-resend]");
+    if (resend) this.resend(resend.closest("form").querySelector("textarea").value);
+  }
+
+  /**
+   * Edit and resend: the edited text goes out as a new message (the session sees an ordinary
+   * message; stored history stays append-only), and the original is marked edited on screen.
+   */
+  resend(text) {
+    const key = this.editing && this.editing.key;
+    this.editing = null;
+    if (!key) return;
+    const item = this.conv.byKey.get(key);
+    if (item && text.trim() && text !== item.content) {
+      this.edited.add(item.id);
+      this.sendMessage(text);
+      this.list.scrollToBottom();
+    }
+    this.refreshKey(key);
+    this.schedule();
+    this.input.focus();
   }
 
   openSide(elementId) {
@@ -315,23 +474,40 @@ export class ChatView {
     this.input.focus();
   }
 
+  /** Thumbs: pressing the pressed one again clears it (score 0); a new score opens the comment box. */
   async sendFeedback(messageId, value) {
-    const previous = this.feedback.get(messageId);
-    const next = previous === value ? 0 : value;
-    this.feedback.set(messageId, next);
+    const previous = this.feedback.get(messageId) || { score: 0, comment: null };
+    const score = previous.score === value ? 0 : value;
+    this.feedback.set(messageId, { score, comment: previous.comment, open: score !== 0 });
     this.refreshKey(`m:${messageId}`);
-    try {
-      const response = await fetch(`${this.base}/api/messages/${encodeURIComponent(messageId)}/feedback`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ score: next }),
-        credentials: "same-origin",
-      });
-      if (!response.ok) throw new Error(String(response.status));
-    } catch (err) {
+    if (!(await this.postFeedback(messageId, { score, comment: previous.comment }))) {
       this.feedback.set(messageId, previous);
       this.refreshKey(`m:${messageId}`);
+    } else if (score !== 0) {
+      queueMicrotask(() => {
+        const box = this.items.querySelector(`[data-feedback-comment="${CSS.escape(messageId)}"]`);
+        if (box) box.focus();
+      });
+    }
+  }
+
+  async sendFeedbackComment(messageId, comment) {
+    const current = this.feedback.get(messageId) || { score: 0 };
+    const text = comment.trim() || null;
+    if (await this.postFeedback(messageId, { score: current.score, comment: text })) {
+      this.feedback.set(messageId, { score: current.score, comment: text, open: false, sent: true });
+      this.refreshKey(`m:${messageId}`);
+      this.announcer.textContent = t("feedback.thanks");
+    }
+  }
+
+  async postFeedback(messageId, body) {
+    try {
+      await this.api.json(`/api/messages/${encodeURIComponent(messageId)}/feedback`, { method: "POST", body, scope: this.scope });
+      return true;
+    } catch (err) {
       this.showToast(t("error.generic", { message: err.message }));
+      return false;
     }
   }
 
@@ -374,6 +550,12 @@ export class ChatView {
     else this.list.schedule();
     for (const key of deferred) this.conv.touch(key);
     if (deferred.length) this.schedule();
+    if (this.conv.settings !== this.settingsShown) {
+      // A `settings` event arrived (or the user saved): offer the panel with the new values.
+      this.settingsShown = this.conv.settings;
+      this.settingsButton.hidden = !this.conv.settings;
+      if (this.conv.settings) this.settingsPanel.show(this.conv.settings);
+    }
     this.items.setAttribute("aria-busy", String(this.conv.busy));
     this.stopButton.hidden = !this.conv.busy;
     this.renderAskDock();
@@ -448,16 +630,24 @@ export class ChatView {
     const author = item.author || t(`role.${role}`);
     const body = h("div", { class: "msg-body markdown" }, renderMarkdown(item.content, { highlight: !item.streaming }));
     if (item.streaming) item.renderedAt = performance.now();
-    const state = item.pending ? t("msg.sending") : item.failed ? t("error.generic", { message: "" }) : item.streaming ? t("msg.streaming") : null;
+    const edited = this.edited.has(item.id);
+    const state = item.pending ? t("msg.sending") : item.failed ? t("error.generic", { message: "" }) : item.streaming ? t("msg.streaming") : edited ? t("msg.edited") : null;
+    const editing = this.editing && this.editing.key === item.key;
+    const canEdit = role === "user" && !item.pending && !editing && this.connection;
     const children = [
-      h("div", { class: "msg-author" }, [author, state ? h("span", { class: "msg-state" }, state) : null]),
-      body,
+      h("div", { class: "msg-author" }, [
+        author,
+        state ? h("span", { class: "msg-state" }, state) : null,
+        canEdit ? h("button", { type: "button", class: "msg-edit icon", "data-edit": item.key, "aria-label": t("msg.edit"), title: t("msg.edit") }, "✎") : null,
+      ]),
+      editing ? this.renderEditor(item) : body,
+      item.files && item.files.length ? h("ul", { class: "msg-files", "aria-label": t("files.attached") }, item.files.map((f) => h("li", { class: "el-chip" }, f.name))) : null,
       item.elements.length ? h("div", { class: "msg-elements" }, item.elements.map((el) => renderElement(el, this.base))) : null,
       item.steps.length ? renderStepTree(item.steps, this.view, item.key) : null,
       item.actions.length ? this.renderActions(item) : null,
       this.features.feedback && role === "assistant" && !item.streaming ? this.renderFeedback(item) : null,
     ];
-    return h("article", { class: `msg msg-${role}${item.pending ? " msg-pending" : ""}${item.failed ? " msg-failed" : ""}`, "data-key": item.key, "aria-label": author, ...position }, children);
+    return h("article", { class: `msg msg-${role}${item.pending ? " msg-pending" : ""}${item.failed ? " msg-failed" : ""}${edited ? " msg-edited" : ""}`, "data-key": item.key, "aria-label": author, ...position }, children);
   }
 
   renderActions(item) {
@@ -471,10 +661,44 @@ export class ChatView {
   }
 
   renderFeedback(item) {
-    const value = this.feedback.get(item.id) || 0;
+    const state = this.feedback.get(item.id) || { score: 0 };
     const button = (v, label, glyph) =>
-      h("button", { type: "button", class: "feedback", "data-feedback": v, "data-message": item.id, "aria-pressed": String(value === v), "aria-label": label, title: label }, glyph);
-    return h("div", { class: "msg-feedback" }, [button(1, t("msg.feedback.up"), "👍"), button(-1, t("msg.feedback.down"), "👎")]);
+      h("button", { type: "button", class: "feedback", "data-feedback": v, "data-message": item.id, "aria-pressed": String(state.score === v), "aria-label": label, title: label }, glyph);
+    const row = [button(1, t("msg.feedback.up"), "👍"), button(-1, t("msg.feedback.down"), "👎")];
+    if (state.comment && !state.open) row.push(h("span", { class: "feedback-note" }, t("feedback.commented", { comment: state.comment })));
+    const parts = [h("div", { class: "feedback-row" }, row)];
+    if (state.open) {
+      const id = `fb-${item.id}`;
+      parts.push(
+        h("div", { class: "feedback-comment" }, [
+          h("label", { for: id }, t("feedback.comment")),
+          h("textarea", { id, rows: "2", maxlength: "2000", "data-feedback-comment": item.id, "data-focus-key": id }, state.comment || ""),
+          h("button", { type: "button", "data-feedback-send": item.id }, t("feedback.send")),
+        ]),
+      );
+    }
+    return h("div", { class: "msg-feedback" }, parts);
+  }
+
+  renderEditor(item) {
+    const id = `edit-${item.id}`;
+    const box = h("textarea", { id, rows: "3", class: "edit-box", "data-focus-key": id, "aria-label": t("msg.edit") }, this.editing.text);
+    queueMicrotask(() => box.isConnected && this.root.activeElement !== box && box.focus());
+    box.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") {
+        e.stopPropagation();
+        this.editing = null;
+        this.refreshKey(item.key);
+      } else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        this.resend(box.value);
+      }
+    });
+    box.addEventListener("input", () => (this.editing.text = box.value));
+    return h("form", { class: "msg-editor", "aria-label": t("msg.edit") }, [
+      box,
+      h("div", { class: "editor-buttons" }, [h("button", { type: "button", class: "primary", "data-edit-resend": "" }, t("msg.resend")), h("button", { type: "button", "data-edit-cancel": "" }, t("settings.cancel"))]),
+    ]);
   }
 
   renderAskItem(item, position) {
@@ -528,34 +752,40 @@ export class ChatView {
     }
   }
 
+  /** A file ask uses the composer's upload path (limits, progress), with the ask's own bounds. */
   renderFilePicker(spec) {
     const input = h("input", { type: "file", "aria-label": t("ask.file"), accept: (spec.accept || []).join(",") || null, multiple: (spec.max_files || 1) > 1 });
-    input.addEventListener("change", async () => {
-      const files = [...input.files].slice(0, spec.max_files || 1);
-      try {
-        const ids = [];
-        for (const file of files) ids.push(await this.upload(file, spec.max_bytes));
-        this.connection.send({ type: "ask_reply", ask: spec.id, files: ids });
-      } catch (err) {
-        this.showToast(err.message);
-      }
+    const tray = new Attachments({ api: this.api, session: () => this.session, limits: this.options.uploads, onError: (text) => this.showToast(text) });
+    const send = h("button", { type: "button", class: "primary", disabled: true }, t("composer.send"));
+    input.addEventListener("change", () => {
+      tray.clear();
+      tray.add([...input.files], { maxFiles: spec.max_files || 1, maxBytes: spec.max_bytes, accept: spec.accept });
+      send.disabled = tray.items.length === 0;
     });
-    return input;
-  }
-
-  /** POST one file to the session's upload route; its id goes into `files` of a frame. */
-  async upload(file, maxBytes) {
-    if (maxBytes && file.size > maxBytes) throw new Error(t("error.generic", { message: `${file.name} > ${maxBytes} B` }));
-    const form = new FormData();
-    form.append("file", file, file.name);
-    const response = await fetch(`${this.base}/api/sessions/${encodeURIComponent(this.session)}/files`, { method: "POST", body: form, credentials: "same-origin" });
-    if (response.status === 404 || response.status === 405) throw new Error(t("ask.upload_unavailable"));
-    if (!response.ok) throw new Error(t("error.generic", { message: `${response.status}` }));
-    return (await response.json()).id;
+    tray.tray.addEventListener("click", (e) => {
+      const remove = e.target.closest("[data-remove-attachment]");
+      if (remove) tray.remove(Number(remove.dataset.removeAttachment));
+      send.disabled = tray.items.length === 0;
+    });
+    send.addEventListener("click", async () => {
+      send.disabled = true;
+      const files = await tray.settle();
+      if (!files.length) return;
+      this.connection.send({ type: "ask_reply", ask: spec.id, files: files.map((f) => f.id) });
+      this.answered(this.conv.asks.get(spec.id), files.map((f) => f.name).join(", "));
+    });
+    return h("div", { class: "ask-file" }, [input, tray.tray, send]);
   }
 
   destroy() {
     if (this.connection) this.connection.close();
     this.element.remove();
   }
+}
+
+let uidCounter = 0;
+/** Ids unique in the page (a page may hold several chats: the widget, tests). */
+function uid() {
+  uidCounter += 1;
+  return uidCounter;
 }

@@ -77,7 +77,7 @@ export class Conversation {
   }
 
   /** The user's message, shown before the server has it (replaced by the echo). */
-  addLocal(clientId, content) {
+  addLocal(clientId, content, files = []) {
     const item = this.add({
       key: `l:${clientId}`,
       type: "message",
@@ -85,6 +85,7 @@ export class Conversation {
       role: "user",
       content,
       pending: true,
+      files,
       elements: [],
       actions: [],
       steps: [],
@@ -125,7 +126,9 @@ function stepItemKey(conv, step) {
 
 const HANDLERS = {
   message(conv, ev, live) {
+    let files = null;
     if (ev.role === "user" && ev.client_id && conv.local.has(ev.client_id)) {
+      files = conv.local.get(ev.client_id).files;
       conv.remove(`l:${ev.client_id}`);
       conv.local.delete(ev.client_id);
     }
@@ -147,6 +150,7 @@ const HANDLERS = {
       streaming: !!ev.streaming,
       createdAt: ev.created_at,
       metadata: ev.metadata,
+      files,
       elements: [],
       actions: [],
       steps: [],
