@@ -41,12 +41,17 @@ class Actor:
         Seconds without a message after which the actor passivates: it stops
         through `on_passivate` (where it can save its state) and is not
         restarted; ``None`` disables passivation.
+    ``interruptible``
+        True lets `interrupt` cancel the message being handled (the actor
+        goes on with the next one after `on_interrupted`). Off by default: it
+        keeps one cancel scope alive per actor.
     """
 
     mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE
     overflow: ClassVar[Overflow] = Overflow.BLOCK
     block_timeout: ClassVar[float | None] = None
     idle_timeout: ClassVar[float | None] = None
+    interruptible: ClassVar[bool] = False
 
     #: Set by actors (supervisors) that run their own main loop.
     _own_serve: ClassVar[bool] = False
@@ -79,6 +84,12 @@ class Actor:
     async def on_terminated(self, notice: Terminated) -> None:
         """Called when an actor this one watches has stopped for good."""
 
+    async def on_interrupted(self) -> None:
+        """Called after `interrupt` cancelled the message being handled, before the next one.
+
+        Runs inside a fresh interrupt scope, so it can itself be interrupted.
+        """
+
     async def _serve(self, cell: ActorCell, task_status: trio.TaskStatus[None]) -> Any:
         raise NotImplementedError  # only for actors with _own_serve
 
@@ -95,6 +106,17 @@ class Actor:
     @property
     def runtime(self) -> Runtime:
         return self._cell.runtime
+
+    def interrupt(self) -> bool:
+        """Cancel what the actor is handling now (``interruptible`` actors only).
+
+        Synchronous, for any task to call: the cancellation lands at the handler's next
+        checkpoint, `on_interrupted` runs, and the loop goes on with the next message. Without
+        a handler running, the cancellation lands on the mailbox wait instead and costs one
+        `on_interrupted` call: callers that care track whether a handler is running.
+        Returns False if the actor is not running an interruptible loop.
+        """
+        return self._cell.interrupt()
 
     def stop(self) -> None:
         """Stop after the current message (a control signal: it overtakes queued messages)."""

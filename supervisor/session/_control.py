@@ -12,9 +12,10 @@ awaited by that very handler, which would otherwise deadlock waiting for itself.
 
 from __future__ import annotations
 
+import base64
 import collections
 import logging
-import secrets
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
@@ -46,13 +47,30 @@ DEFAULT_MAX_SUBSCRIBERS: Final = 32
 MAX_PENDING_ASKS: Final = 8
 
 
+#: Ids drawn from the OS in one call; 72 random bits each.
+_ID_BATCH: Final = 256
+_ids: list[str] = []
+
+
+def _refill() -> None:
+    # One getrandom() call for 256 ids: a syscall per id was 5% of an echo's server CPU.
+    # 9 bytes are exactly 12 base64 characters, so the batch splits cleanly.
+    text = base64.urlsafe_b64encode(os.urandom(9 * _ID_BATCH)).decode("ascii")
+    _ids.extend(text[i : i + 12] for i in range(0, len(text), 12))
+
+
 def new_id(prefix: str) -> str:
     """A fresh id for a message, step, element, action or ask.
 
     Random rather than a counter: ids must stay unique across restarts and passivation, when
     a counter kept in memory would start again at 1 and collide with what storage holds.
+    Thread-safe (``list.pop`` is atomic; a racing refill only adds more ids).
     """
-    return f"{prefix}_{secrets.token_urlsafe(9)}"
+    while True:
+        try:
+            return f"{prefix}_{_ids.pop()}"
+        except IndexError:
+            _refill()
 
 
 @runtime_checkable

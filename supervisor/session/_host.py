@@ -1,9 +1,10 @@
 """`SessionHost`: the actor that hosts one `SessionActor` and calls its hooks.
 
 The host takes commands from its bounded mailbox one at a time and turns each into a hook call
-(a user message into ``on_message``, ...). Around every hook it keeps a cancel scope, stored on
-the session's `SessionControl`, so that a stop request (which does not travel through the
-mailbox) cancels exactly the hook that is running, and nothing else.
+(a user message into ``on_message``, ...). While a hook runs, the actor's interrupt scope (see
+`Actor.interrupt`) is stored on the session's `SessionControl`, so that a stop request (which
+does not travel through the mailbox) cancels exactly the hook that is running, and nothing else;
+`on_interrupted` then reports it cancelled and runs ``on_stop``.
 
 When a hook raises, the host publishes a ``session_error`` event to the session's clients and
 crashes, so that its supervisor restarts it with a fresh `SessionActor` instance (the state
@@ -77,6 +78,8 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 class SessionHost(Actor):
     """Hosts one `SessionActor` instance per incarnation; one hook at a time."""
 
+    interruptible = True
+
     def __init__(
         self,
         factory: Callable[[], SessionActor],
@@ -91,6 +94,8 @@ class SessionHost(Actor):
         self._snapshots = snapshots
         self._session: SessionActor | None = None
         self._crashing = False
+        #: The hook running now and its client ref (None between hooks).
+        self._running: tuple[str, str | None] | None = None
 
     @property
     def session(self) -> SessionActor:
@@ -166,30 +171,43 @@ class SessionHost(Actor):
         fn, call_args = session._hook(hook, args)
         ctl = self._ctl
         ctl.publish(TaskStarted(hook=hook, ref=ref))
-        with trio.CancelScope() as scope:
-            ctl.running = scope
-            try:
-                if _is_async(fn):
-                    await fn(*call_args)
-                else:
-                    await trio.to_thread.run_sync(
-                        run_in_worker, fn, *call_args, abandon_on_cancel=False
-                    )
-            except Exception as exc:
-                ctl.running = None
-                session._close_streams()
-                if self._crashed(hook, exc, ref):
-                    raise
-                return
-            finally:
-                ctl.running = None
+        # The cell's interrupt scope (one per incarnation, not one per hook: see
+        # ActorCell.run_loop) is what a stop cancels, and only while a hook runs.
+        self._running = (hook, ref)
+        ctl.running = self._cell.interrupt_scope
+        try:
+            if _is_async(fn):
+                await fn(*call_args)
+            else:
+                await trio.to_thread.run_sync(
+                    run_in_worker, fn, *call_args, abandon_on_cancel=False
+                )
+        except Exception as exc:
+            self._running = None
+            ctl.running = None
+            session._close_streams()
+            if self._crashed(hook, exc, ref):
+                raise
+            return
+        finally:
+            ctl.running = None
+        # Finished: a stop that comes after this point cancels nothing (on_interrupted sees
+        # ``_running`` cleared and lets the loop go on).
+        self._running = None
         session._close_streams()
-        if scope.cancelled_caught:
-            ctl.publish(TaskEnded(hook=hook, status="cancelled", ref=ref))
-            if hook != "on_stop":
-                await self._run("on_stop")
-        else:
-            ctl.publish(TaskEnded(hook=hook, status="ok", ref=ref))
+        ctl.publish(TaskEnded(hook=hook, status="ok", ref=ref))
+
+    async def on_interrupted(self) -> None:
+        """The user pressed stop: the hook that was running has been cancelled."""
+        running = self._running
+        self._running = None
+        if running is None:
+            return  # the hook had already finished when the stop landed
+        hook, ref = running
+        self.session._close_streams()
+        self._ctl.publish(TaskEnded(hook=hook, status="cancelled", ref=ref))
+        if hook != "on_stop":
+            await self._run("on_stop")
 
     def _crashed(self, hook: str, exc: Exception, ref: str | None) -> bool:
         """Report a hook's exception; True to crash (and be restarted), False to stop for good."""
