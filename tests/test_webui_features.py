@@ -231,10 +231,14 @@ def test_upload_by_button_drop_and_paste_with_progress(page: Page, server: Runni
         }"""
     )
     page.locator(".toast", has_text="evil.exe: files of type").wait_for()
-    ids = page.evaluate("window.triolet.chat.attachments.items.map(i => i.id)")
     send(page, "three files")
     page.wait_for_selector(".chat-items >> text=got 3 file(s)")
-    assert bodies(page)[-1] == "got 3 file(s): " + " ".join(ids)
+    # The frame named the files by id; the hook got each one's name, sniffed type and size
+    # from the file store, and a path holding exactly those bytes.
+    assert bodies(page)[-1] == (
+        "got 3 file(s): notes.txt (text/plain, 3145728 B, on disk); "
+        "table.csv (text/csv, 8 B, on disk); shot.png (image/png, 8 B, on disk)"
+    )
     assert page.locator(".attachments").is_hidden()
     assert page.locator("article.msg-user .msg-files li").all_inner_texts() == [
         "notes.txt",
@@ -260,6 +264,37 @@ def test_file_ask_uses_the_upload_path(page: Page, server: RunningServer) -> Non
     shot(page, "25-ask-file")
     dock.get_by_role("button", name="Send").click()
     page.wait_for_selector(".chat-items >> text=ask got 1 file(s)")
+    # The ask's answer names the file by id too; the hook got its description.
+    assert bodies(page)[-1] == "ask got 1 file(s): report.pdf (application/pdf, 15 B, on disk)"
+
+
+def test_files_of_another_session_stay_bare_ids(browser: Browser, server: RunningServer) -> None:
+    # Two visitors: the second names the first one's upload in a message frame of its own.
+    contexts = [browser.new_context() for _ in range(2)]
+    try:
+        owner, other = (context.new_page() for context in contexts)
+        for page in (owner, other):
+            page.set_default_timeout(TIMEOUT)
+            open_chat(page, server.url)
+        with owner.expect_file_chooser() as chooser:
+            owner.get_by_role("button", name="Attach files").click()
+        chooser.value.set_files(_file_payload("secret.txt", "text/plain", b"top secret\n"))
+        _wait_ready(owner, 1)
+        key = owner.evaluate("window.triolet.chat.attachments.items[0].id")
+        other.evaluate(
+            "key => window.triolet.chat.connection.send("
+            "{type: 'message', content: 'peek', files: [key]})",
+            key,
+        )
+        # The hook saw the id it was sent, and nothing the store knows about that file.
+        other.wait_for_selector(f".chat-items >> text=got 1 file(s): {key} (unknown)")
+        assert "secret.txt" not in " ".join(bodies(other))
+        # Its owner still gets the description.
+        send(owner, "mine")
+        owner.wait_for_selector(".chat-items >> text=got 1 file(s): secret.txt (text/plain, 11 B")
+    finally:
+        for context in contexts:
+            context.close()
 
 
 def test_edit_and_resend(page: Page, server: RunningServer) -> None:

@@ -178,3 +178,61 @@ def axe_violations(page: Page, base: str, selector: str | None = None) -> list[d
         selector,
     )
     return result
+
+
+#: The focused element, through shadow roots (the widget's controls live in one).
+_FOCUSED = """() => {
+    let el = document.activeElement;
+    while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
+    return el;
+}"""
+
+#: Marks the focused element as reached; true when it had been reached before.
+_MARK_FOCUSED = (
+    "() => { const el = (" + _FOCUSED + ")(); if (!el || el === document.body) return false;"
+    " const again = el.dataset.kbReached === '1'; el.dataset.kbReached = '1'; return again; }"
+)
+
+#: Every control a user could operate that the walk did not reach (visible ones only).
+_UNREACHED = """() => {
+    const roots = [document];
+    for (const el of document.querySelectorAll('*')) if (el.shadowRoot) roots.push(el.shadowRoot);
+    const out = [];
+    for (const root of roots) {
+      for (const el of root.querySelectorAll(
+          'button, a[href], input, select, textarea, summary, [tabindex], '
+          + '[role=button], [role=link], [role=checkbox], [role=tab], [role=menuitem]')) {
+        if (el.disabled || el.getAttribute('tabindex') === '-1') continue;
+        if (el.closest('[inert], [aria-hidden="true"]') || !el.getClientRects().length) continue;
+        if (getComputedStyle(el).visibility === 'hidden') continue;
+        if (el.dataset.kbReached !== '1') {
+          const name = el.getAttribute('aria-label') || el.textContent.trim().slice(0, 40);
+          out.push(`${el.tagName.toLowerCase()}.${el.className} "${name}"`);
+        }
+      }
+    }
+    return out;
+}"""
+
+
+def keyboard_unreached(page: Page, max_presses: int = 300) -> list[str]:
+    """Walk the page with Tab until focus comes round again; return every visible control
+    (button, link, field, summary, focusable region, or an element with a control's role)
+    that focus never reached."""
+    page.evaluate(
+        "document.querySelectorAll('[data-kb-reached]').forEach(el => delete el.dataset.kbReached)"
+    )
+    page.evaluate("() => { document.activeElement && document.activeElement.blur(); }")
+    for _ in range(max_presses):
+        page.keyboard.press("Tab")
+        if page.evaluate(_MARK_FOCUSED):
+            break
+    else:
+        raise AssertionError(f"focus did not come round in {max_presses} presses of Tab")
+    unreached: list[str] = page.evaluate(_UNREACHED)
+    return unreached
+
+
+def focused(page: Page, script: str) -> Any:
+    """Evaluate ``script`` (a function of the focused element, through shadow roots)."""
+    return page.evaluate(f"() => ({script})(({_FOCUSED})())")

@@ -5,6 +5,7 @@
 - ``xss``: a message, a step's output, an element's name and a file's name carrying script and
   HTML payloads (the page must show them as text, and nothing may run).
 - ``elements``: one element of each kind (image, text, table, plot, file), inline.
+- ``side``: a reply whose text element opens in the side panel.
 - ``flood N``: a reply streamed as N tokens as fast as the server can publish them.
 - anything else: echoed.
 """
@@ -79,6 +80,13 @@ class Showcase(SessionActor):
                         },
                     ),
                     Element(kind="file", name="data.csv", url="/api/elements/none"),
+                ],
+            )
+        elif text == "side":
+            await self.send(
+                "Notes are in the side panel.",
+                elements=[
+                    Element(kind="text", name="side notes", content="side one", display="side")
                 ],
             )
         elif text.startswith("flood "):

@@ -37,6 +37,7 @@ from triolet._exceptions import (
     SessionLimitReached,
     UnknownSession,
 )
+from triolet.storage import FileStore
 from triolet.supervisor.router import Authenticator, Router, SessionHandle, User
 from triolet.supervisor.session import (
     ActionInvoked,
@@ -48,6 +49,7 @@ from triolet.supervisor.session import (
     UserMessage,
 )
 
+from ._file_refs import describe_files
 from ._frames import (
     DEFAULT_LIMITS,
     AckEvent,
@@ -329,6 +331,7 @@ class WebSocketEndpoint:
         metrics: TransportMetrics | None = None,
         *,
         durability: Durability | None = None,
+        files: FileStore | None = None,
         allow_missing_origin: bool = True,
         max_connections: int | None = None,
         max_errors: int = DEFAULT_MAX_ERRORS,
@@ -341,6 +344,7 @@ class WebSocketEndpoint:
         self.authenticator = authenticator
         self.metrics = metrics if metrics is not None else TransportMetrics()
         self.durability = durability
+        self.files = files
         self.ack_mode: AckMode = "stored" if durability is not None else "received"
         self.allow_missing_origin = allow_missing_origin
         self.max_connections = max_connections
@@ -608,9 +612,16 @@ class WebSocketEndpoint:
             if isinstance(admission, AckEvent):
                 conn.push(admission)
             return  # in flight: its ack will come on the connection that sent it first
-        command = _command(frame)
         echoed = False
         try:
+            # Files named by id get their names, types and sizes from the file store.
+            command = (
+                await describe_files(
+                    self.files, _command(frame), session_id=wire.session_id, user=handle.user
+                )
+                if self.files is not None and getattr(frame, "files", None)
+                else _command(frame)
+            )
             if type(command) is StopRequest:
                 handle.request_stop()
             else:

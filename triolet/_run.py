@@ -151,6 +151,7 @@ class TransportService(ServiceActor):
             metrics=metrics,
             max_connections=server.max_connections,
             durability=self.durability,
+            files=self.files,
         )
         app = create_app(
             self.router,

@@ -5,9 +5,14 @@
 - ``fill N``: answers with N short messages back to back (builds an N-message thread, stored
   like any other, for the "open a long thread" measurement).
 - ``stream N``: streams N tokens ``t0 t1 ... t<N-1>`` with no delay (the framework's pace, not a
-  model's), yielding to the transport every 200 tokens as a real model client would.
+  model's), yielding to the transport every 200 tokens as a real model client would. The
+  server's own send time of those tokens (first ``stream_token`` to ``stream_end`` returned, on
+  the server's clock) goes to ``stream-timing.json`` in the working directory, for the benchmark.
 - anything else: echoed.
 """
+
+import json
+import time
 
 import trio
 
@@ -26,10 +31,14 @@ class WebUIBench(SessionActor):
                 await self.send(f"Message **{index}** with some text and `code`.")
         elif head == "stream" and count.isdigit():
             reply = await self.stream_start(author="Flood")
+            started = time.perf_counter()
             for index in range(int(count)):
                 reply.stream_token(f"t{index} ")
                 if index % 200 == 199:
                     await trio.lowlevel.checkpoint()
             await reply.stream_end()
+            elapsed = time.perf_counter() - started
+            timing = {"tokens": int(count), "seconds": elapsed}
+            await trio.Path("stream-timing.json").write_text(json.dumps(timing))
         else:
             await self.send(f"echo: {message.content}")

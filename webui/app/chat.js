@@ -19,6 +19,18 @@ import { SettingsPanel } from "./settings.js";
 
 const NODE_CACHE_SIZE = 400; // rendered items kept while scrolled out of view
 const ANNOUNCE_CHARS = 600; // what the live region reads of a reply
+// A streaming reply's Markdown is re-rendered when at least this many times the render's
+// expected cost (parse, sanitize, layout) has passed since the last one, so it takes at most
+// ~1/9 of the main thread; in between, new tokens are appended as plain text, which costs
+// little. A render expected to cost more than a frame's budget waits for stream_end: the
+// reply streams on as text (a page that stalls for a 100 KB paragraph falls behind the stream).
+const STREAM_MARKDOWN_SPACING = 8;
+const STREAM_RENDER_BUDGET_MS = 8;
+// At stream_end a reply whose render is expected to cost more than this (ms) shows its last
+// tokens as text in the next frame and gets its final render (highlighted code) in the next.
+const FINAL_RENDER_INLINE_MS = 4;
+// Block elements a streamed tail may continue inside (the last paragraph, list item, code...).
+const TAIL_HOSTS = new Set(["P", "UL", "OL", "LI", "BLOCKQUOTE", "DIV", "PRE", "CODE", "TABLE", "THEAD", "TBODY", "TR", "TD", "TH", "H1", "H2", "H3", "H4", "H5", "H6"]);
 
 export class ChatView {
   /**
@@ -45,7 +57,7 @@ export class ChatView {
     this.view = { expanded: new Set(), filters: new Map() };
     this.cache = new Map();
     this.frame = 0;
-    this.streamCost = new Map(); // message key -> ms its last Markdown render took
+    this.streams = new Map(); // key of a streaming message on screen -> its StreamBody
     this.features = { feedback: false, upload: true };
     this.api = new Api(this.base, options.token);
     this.feedback = new Map(); // message id -> {score, comment, open}
@@ -211,6 +223,8 @@ export class ChatView {
     this.edited.clear();
     this.conv.reset();
     this.cache.clear();
+    for (const stream of this.streams.values()) clearTimeout(stream.timer);
+    this.streams.clear();
     this.list.heights.clear();
     this.schedule();
   }
@@ -226,8 +240,15 @@ export class ChatView {
   onEvents(events) {
     const seqLive = this.connection ? this.connection.lastSeq : 0;
     const live = seqLive > this.replayUntil;
-    for (const event of events) this.conv.apply(event, { live: live || (event.seq || 0) > this.replayUntil });
-    this.schedule();
+    let ended = false;
+    for (const event of events) {
+      this.conv.apply(event, { live: live || (event.seq || 0) > this.replayUntil });
+      if (event.type === "stream_end") ended = true;
+    }
+    // A finished stream is drawn now, not at the next frame's start: its last tokens are in
+    // the DOM (and laid out) before that frame, which then only has to paint them.
+    if (ended) this.flushNow();
+    else this.schedule();
   }
 
   /** Apply stored events (history, or a benchmark's synthetic thread) without announcing them. */
@@ -526,30 +547,48 @@ export class ChatView {
     });
   }
 
+  flushNow() {
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.flush();
+  }
+
   flush() {
     const { dirty, structure, announce } = this.conv.takeChanges();
-    const deferred = [];
     for (const key of dirty) {
       const item = this.conv.byKey.get(key);
-      // A long streaming message is re-rendered at most every few of its own render costs, so
-      // a huge reply never eats every frame; the tokens are all in the data meanwhile.
+      const stream = this.streams.get(key);
       if (item && item.streaming && this.list.nodes.has(key)) {
-        const cost = this.streamCost.get(key) || 0;
-        const last = item.renderedAt || 0;
-        if (cost > 8 && performance.now() - last < cost * 4) {
-          deferred.push(key);
-          continue;
-        }
+        // Only the body of a streaming message changes: append the new text, re-render the
+        // Markdown now and then (updateStreaming), keep the rest of the node.
         this.updateStreaming(key, item);
         continue;
       }
+      if (stream) {
+        this.streams.delete(key);
+        clearTimeout(stream.timer);
+        if (item && !item.finalShown && stream.body.isConnected && stream.expectedCost(item.content.length) > FINAL_RENDER_INLINE_MS) {
+          // The stream ended and its full render is expensive: its last tokens go on screen
+          // in the next frame, the final render (Markdown, highlighted code) after that paint.
+          stream.appendTail(item.content);
+          item.finalShown = true;
+          this.streams.set(key, stream);
+          requestAnimationFrame(() =>
+            setTimeout(() => {
+              this.conv.touch(key);
+              this.schedule();
+            }),
+          );
+          continue;
+        }
+      }
+      if (item) item.finalShown = false;
       this.cache.delete(key);
       this.list.refresh(key);
     }
     if (structure) this.list.setKeys(this.conv.items.map((item) => item.key));
-    else this.list.schedule();
-    for (const key of deferred) this.conv.touch(key);
-    if (deferred.length) this.schedule();
+    // Lay the list out in this frame (a streamed reply stays scrolled into view as it grows).
+    this.list.update();
     if (this.conv.settings !== this.settingsShown) {
       // A `settings` event arrived (or the user saved): offer the panel with the new values.
       this.settingsShown = this.conv.settings;
@@ -561,12 +600,17 @@ export class ChatView {
     this.renderAskDock();
     if (announce.length) {
       const last = announce[announce.length - 1];
-      const text = plainText(last.text).slice(0, ANNOUNCE_CHARS);
+      // The start of the reply is what is read: Markdown of a bounded prefix, not of the whole.
+      const text = plainText(last.text.slice(0, ANNOUNCE_CHARS * 4)).slice(0, ANNOUNCE_CHARS);
       this.announcer.textContent = t("announce.reply", { author: last.author || t("role.assistant"), text });
     }
   }
 
-  /** Only the body of a streaming message changes: replace it, keep the rest of the node. */
+  /**
+   * A streaming message on screen: Markdown for what was there at its last render, plain text
+   * appended since. The Markdown is redone when enough time has passed (STREAM_MARKDOWN_SPACING
+   * times its cost), so a 20,000-token reply costs a text append per frame, not a full parse.
+   */
   updateStreaming(key, item) {
     const node = this.list.nodes.get(key);
     const body = node && node.querySelector(".msg-body");
@@ -574,11 +618,25 @@ export class ChatView {
       this.refreshKey(key);
       return;
     }
-    const started = performance.now();
-    body.replaceChildren(renderMarkdown(item.content, { highlight: false }));
-    item.renderedAt = performance.now();
-    this.streamCost.set(key, item.renderedAt - started);
-    this.cache.delete(key);
+    let stream = this.streams.get(key);
+    if (!stream || stream.body !== body) {
+      stream = new StreamBody(body);
+      this.streams.set(key, stream);
+    }
+    const wait = stream.nextRenderIn(item.content.length);
+    if (wait <= 0) stream.render(item.content);
+    else {
+      stream.appendTail(item.content);
+      // Tokens may stop for a while (a slow model): the tail still gets its Markdown in time.
+      if (!stream.timer && wait !== Infinity) {
+        stream.timer = setTimeout(() => {
+          stream.timer = 0;
+          this.conv.touch(key);
+          this.schedule();
+        }, wait);
+      }
+    }
+    this.cache.delete(key); // the node was changed in place; rebuild it if it is ever unmounted
   }
 
   renderItem(key, old) {
@@ -628,8 +686,15 @@ export class ChatView {
   renderMessage(item, position) {
     const role = item.role || "assistant";
     const author = item.author || t(`role.${role}`);
-    const body = h("div", { class: "msg-body markdown" }, renderMarkdown(item.content, { highlight: !item.streaming }));
-    if (item.streaming) item.renderedAt = performance.now();
+    let body;
+    if (item.streaming) {
+      body = h("div", { class: "msg-body markdown" });
+      const stream = new StreamBody(body);
+      stream.render(item.content);
+      this.streams.set(item.key, stream);
+    } else {
+      body = h("div", { class: "msg-body markdown" }, renderMarkdown(item.content));
+    }
     const edited = this.edited.has(item.id);
     const state = item.pending ? t("msg.sending") : item.failed ? t("error.generic", { message: "" }) : item.streaming ? t("msg.streaming") : edited ? t("msg.edited") : null;
     const editing = this.editing && this.editing.key === item.key;
@@ -780,6 +845,68 @@ export class ChatView {
   destroy() {
     if (this.connection) this.connection.close();
     this.element.remove();
+  }
+}
+
+/** The body of a streaming message: rendered Markdown plus a plain-text tail (see updateStreaming). */
+class StreamBody {
+  constructor(body) {
+    this.body = body;
+    this.shown = 0; // characters of the content on screen
+    this.cost = 0; // ms the last Markdown render took
+    this.renderedAt = 0;
+    this.tail = null; // the Text node new tokens are appended to (made by render)
+    this.timer = 0;
+  }
+
+  /** What a render of `length` characters should cost (ms), from the last one's cost. */
+  expectedCost(length) {
+    return (this.cost * Math.max(length, 1000)) / Math.max(this.shown, 1000);
+  }
+
+  /** ms until the Markdown may be rendered again (<= 0: now; Infinity: at stream_end). */
+  nextRenderIn(length) {
+    const expected = this.expectedCost(length);
+    if (expected > STREAM_RENDER_BUDGET_MS) return Infinity;
+    return this.renderedAt + expected * STREAM_MARKDOWN_SPACING - performance.now();
+  }
+
+  render(content) {
+    const started = performance.now();
+    this.body.replaceChildren(renderMarkdown(content, { highlight: false }));
+    // The tail continues the last block (its paragraph, list item or code), as the next
+    // Markdown render will show it. It is in place (empty) before the layout below: appending
+    // to a text node that is already laid out is the browser's cheap case.
+    this.tail = document.createTextNode("");
+    const span = document.createElement("span");
+    span.className = "stream-tail";
+    span.append(this.tail);
+    tailHost(this.body).append(span);
+    // The cost counts the layout of the new content too (for a long reply it is most of the
+    // cost). Laying out here is no extra work: the list measures the node in this frame anyway.
+    void this.body.offsetHeight;
+    this.renderedAt = performance.now();
+    this.cost = this.renderedAt - started;
+    this.shown = content.length;
+    clearTimeout(this.timer);
+    this.timer = 0;
+  }
+
+  appendTail(content) {
+    if (content.length <= this.shown) return;
+    this.tail.appendData(content.slice(this.shown));
+    this.shown = content.length;
+  }
+}
+
+/** The innermost last block element of rendered Markdown (skipping whitespace between blocks). */
+function tailHost(body) {
+  let host = body;
+  for (;;) {
+    let last = host.lastChild;
+    while (last && last.nodeType === Node.TEXT_NODE && !last.data.trim()) last = last.previousSibling;
+    if (!last || last.nodeType !== Node.ELEMENT_NODE || !TAIL_HOSTS.has(last.tagName)) return host;
+    host = last;
   }
 }
 
