@@ -9,10 +9,14 @@ Debian's headless Chromium with Playwright (``/usr/bin/chromium``), same machine
   (``fill``), then a fresh page opens it from the history sidebar's code path
   (``chat.openThread``: ``GET /api/threads/{id}``, conversion, render). Timed from the call to
   the frame in which the newest message is on screen.
-- ``stream_20k_tokens_per_s``: tokens rendered per second in the page: ``--tokens`` divided by
-  the time from the first token frame's arrival in the page to the first frame painted with the
-  last token in the message body *and* that body's end in view (checked after the frame's paint,
-  so the frame that shows it counts, never an earlier one).
+- ``stream_20k_tokens_per_s``: tokens rendered per second in the page, measured paint to
+  paint: the tokens painted after the first frame that shows the stream's first token(s)
+  (``--tokens`` less the ``stream_first_paint_tokens`` that frame already showed), divided by
+  the time from that frame to the first frame painted with the last token in the message body
+  *and* that body's end in view. Both ends are stamped the same way, in a task posted from the
+  frame's ``requestAnimationFrame`` (after that frame's paint, so the frame that shows it
+  counts, never an earlier one); each end includes one frame of paint latency, which cancels,
+  as the server's interval includes none. The latencies are reported on their own.
 - ``stream_server_tokens_per_s``: the server's own send rate for the same tokens: the app
   stamps its clock at its first ``stream_token`` and when ``stream_end`` returns, and writes
   the interval to ``stream-timing.json`` (``benchmarks/apps/webui_app.py``).
@@ -20,9 +24,13 @@ Debian's headless Chromium with Playwright (``/usr/bin/chromium``), same machine
   ``--streams`` times, each in a fresh page and session; the figures are those of the median
   round by ratio, and ``render_ratios`` lists every round's.
 - For reference: ``stream_socket_tokens_per_s`` (first token frame to ``stream_end`` frame as
-  the page's socket delivered them), ``stream_final_lag_ms`` (``stream_end`` delivered to the
-  last token painted) and ``stream_formatted_lag_ms`` (``stream_end`` delivered to the final
-  Markdown render painted: the reply no longer marked streaming).
+  the page's socket delivered them), ``stream_first_paint_lag_ms`` (first token frame delivered
+  to the first token painted), ``stream_final_lag_ms`` (``stream_end`` delivered to the last
+  token painted) and ``stream_formatted_lag_ms`` (``stream_end`` delivered to the final
+  Markdown render painted: the reply no longer marked streaming), and ``stream_first_frame_ms``
+  / ``stream_last_frame_ms``: each end frame's own time, from its start to the check after its
+  paint (the latency the paint-to-paint interval cancels; a difference between the two is what
+  it does not).
 """
 
 from __future__ import annotations
@@ -164,30 +172,50 @@ def open_long_thread(browser: Any, url: str, messages: int) -> tuple[float, int]
     return elapsed, count
 
 
-#: Resolves with page times (``performance.now()``) of the first frames painted with the last
-#: token in view, and with the reply's final render. Each check runs in a task posted from a
-#: frame's requestAnimationFrame, that is after that frame's rendering (style, layout, paint):
-#: what it sees is what that frame showed.
+#: Resolves with page times (``performance.now()``) of the first frame painted with the reply's
+#: first token(s) in view (and how many tokens it showed), of the first frame painted with the
+#: last token in view, and of the reply's final render. Every check, the first token's like the
+#: last's, runs in a task posted from a frame's requestAnimationFrame, that is after that
+#: frame's rendering (style, layout, paint): what it sees is what that frame showed. For both
+#: ends it also keeps that frame's own time, from its start (the requestAnimationFrame
+#: timestamp) to the check: what the paint-to-paint interval assumes to cancel.
 RENDER_PROBE = """
-(last) => {
+([first, last]) => {
   const found = {};
   const scroller = document.querySelector('.chat-scroller');
+  const starts = (text) => {
+    const head = text.trimStart();
+    const next = head.charAt(first.length);
+    return head.startsWith(first) && (next === '' || /\\s/.test(next));
+  };
+  const inView = (body) =>
+    body.getBoundingClientRect().bottom <= scroller.getBoundingClientRect().bottom + 1;
   const channel = new MessageChannel();
+  let frameStart = 0;
   window.__rendered = new Promise((resolve) => {
     channel.port1.onmessage = () => {
       const now = performance.now();
       const articles = document.querySelectorAll('article.msg-assistant');
       const article = articles[articles.length - 1];
       const body = article && article.querySelector('.msg-body');
-      if (!found.shown && body && body.textContent.includes(last)) {
-        const bottom = scroller.getBoundingClientRect().bottom;
-        if (body.getBoundingClientRect().bottom <= bottom + 1) found.shown = now;
+      const text = body ? body.textContent : '';
+      if (!found.first && starts(text) && inView(body)) {
+        found.first = now;
+        found.firstFrame = now - frameStart;
+        found.firstTokens = text.trim().split(/\\s+/).length;
+      }
+      if (found.first && !found.shown && text.includes(last) && inView(body)) {
+        found.shown = now;
+        found.lastFrame = now - frameStart;
       }
       if (found.shown && !article.querySelector('.msg-state')) found.formatted = now;
       if (found.formatted) resolve(found);
       else requestAnimationFrame(tick);
     };
-    const tick = () => channel.port2.postMessage(null);
+    const tick = (time) => {
+      frameStart = time;
+      channel.port2.postMessage(null);
+    };
     requestAnimationFrame(tick);
   });
 }
@@ -202,7 +230,7 @@ def stream_tokens(browser: Any, url: str, tokens: int, timing: Path) -> dict[str
     page.goto(url)
     page.wait_for_selector('.conn-state[data-state="connected"]')
     timing.unlink(missing_ok=True)
-    page.evaluate(RENDER_PROBE, f"t{tokens - 1}")
+    page.evaluate(RENDER_PROBE, ["t0", f"t{tokens - 1}"])
     send(page, f"stream {tokens}")
     rendered = page.evaluate("window.__rendered")
     page.wait_for_function("() => window.__bench.streamEnd > 0")
@@ -213,13 +241,22 @@ def stream_tokens(browser: Any, url: str, tokens: int, timing: Path) -> dict[str
         time.sleep(0.05)
     server = json.loads(timing.read_text())
     assert server["tokens"] == tokens, server
-    page_s = (rendered["shown"] - probe["firstToken"]) / 1000
+    # Paint to paint: the tokens the first painted frame already showed arrived before the
+    # interval starts, so they are not counted in it.
+    painted = tokens - rendered["firstTokens"]
+    page_s = (rendered["shown"] - rendered["first"]) / 1000
+    if painted <= 0 or page_s <= 0:
+        raise SystemExit(f"the first painted frame already showed the whole stream: {rendered}")
     socket_s = (probe["streamEnd"] - probe["firstToken"]) / 1000
     return {
-        "page": tokens / page_s,
+        "page": painted / page_s,
         "server": tokens / server["seconds"],
         "socket": tokens / socket_s,
+        "first_paint_tokens": rendered["firstTokens"],
+        "first_paint_lag_ms": rendered["first"] - probe["firstToken"],
         "final_lag_ms": rendered["shown"] - probe["streamEnd"],
+        "first_frame_ms": rendered["firstFrame"],
+        "last_frame_ms": rendered["lastFrame"],
         "formatted_lag_ms": rendered["formatted"] - probe["streamEnd"],
     }
 
@@ -257,8 +294,12 @@ def run(messages: int, tokens: int, streams: int = 3) -> dict[str, Any]:
         "stream_server_tokens_per_s": round(stream["server"]),
         "render_ratio": round(stream["page"] / stream["server"], 3),
         "stream_socket_tokens_per_s": round(stream["socket"]),
+        "stream_first_paint_tokens": stream["first_paint_tokens"],
+        "stream_first_paint_lag_ms": round(stream["first_paint_lag_ms"], 1),
         "stream_final_lag_ms": round(stream["final_lag_ms"], 1),
         "stream_formatted_lag_ms": round(stream["formatted_lag_ms"], 1),
+        "stream_first_frame_ms": round(stream["first_frame_ms"], 1),
+        "stream_last_frame_ms": round(stream["last_frame_ms"], 1),
         "render_ratios": [round(r["page"] / r["server"], 3) for r in rounds],
         "messages": messages,
         "stored_messages": opened,
