@@ -268,7 +268,16 @@ async def test_stop_cancels_the_running_handler() -> None:
         await chat.next_event("token", timeout=SAFETY)
         await chat.stop()
         events = await collect_until(chat, lambda e: assistant(e, "stopped"))
-        assert any(e["type"] == "stream_end" for e in events)
+        ends = [e for e in events if e["type"] == "stream_end"]
+        assert ends and ends[0]["incomplete"] is True  # cut short by the stop
+        assert await chat.ask("next", timeout=SAFETY) == "echo: next"
+
+
+async def test_a_finished_stream_ends_without_incomplete() -> None:
+    async with serving() as served, triolet.client.connect(served.url) as chat:
+        await chat.send_message("stream 3 0")
+        events = await collect_until(chat, lambda e: e["type"] == "stream_end")
+        assert "incomplete" not in events[-1]
         assert await chat.ask("next", timeout=SAFETY) == "echo: next"
 
 

@@ -363,11 +363,12 @@ class TokenEvent:
 
 @dataclass(slots=True, kw_only=True)
 class StreamEndEvent:
-    """The stream of ``message`` is complete."""
+    """The stream of ``message`` is over; ``incomplete`` when stop or a crash cut it short."""
 
     TYPE: ClassVar[str] = "stream_end"
     seq: int = 0
     message: str
+    incomplete: bool | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -130,7 +130,7 @@ def to_wire_event(event: DomainEvent) -> SessionEvent | None:
         )
     if kind is StreamEnded:
         end: StreamEnded = event  # type: ignore[assignment]
-        return StreamEndEvent(message=end.message)
+        return StreamEndEvent(message=end.message, incomplete=True if end.incomplete else None)
     if kind is MessageUpdated:
         u: MessageUpdated = event  # type: ignore[assignment]
         return MessageUpdateEvent(message=u.message, content=u.content, metadata=u.metadata)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -88,7 +89,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ._run import run_app
 
     try:
-        trio.run(run_app, config)
+        trio.run(partial(run_app, config, tune_gc=True))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

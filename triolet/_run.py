@@ -60,6 +60,7 @@ from triolet.transport import (
 )
 from triolet.transport._ui_api import UISettings
 
+from ._gc import tune_for_server
 from ._loader import load_actor_class, load_behaviour
 
 __all__ = ["TransportService", "build_router", "run_app"]
@@ -209,9 +210,13 @@ async def run_app(
     config: TrioletConfig,
     *,
     handle_signals: bool = True,
+    tune_gc: bool = False,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the app ``config`` describes until SIGINT/SIGTERM (or cancellation).
+
+    ``tune_gc`` (what ``triolet run`` passes; off for a program that embeds the server):
+    once listening, tune the garbage collector for a server process (see ``_gc``).
 
     ``task_status.started`` receives the server's addresses once it listens.
     """
@@ -266,7 +271,9 @@ async def run_app(
             shutdown_timeout=4 * supervision.shutdown_timeout + DRAIN_DELAY + 30.0,
             handle_signals=handle_signals,
         ) as system:
-            router.snapshots = StorageSnapshots(backend, system.lookup("storage"))
+            router.snapshots = StorageSnapshots(
+                backend, system.lookup("storage"), history_owner=_history_owner
+            )
             durable = config.server.ack == "durable"
             transport = ChildSpec(
                 name="transport",
@@ -285,8 +292,16 @@ async def run_app(
             ref = await system.spawn(transport)
             service = system.root.children()[-1].actor
             assert isinstance(service, TransportService) and ref.name == "transport"
+            if tune_gc:
+                tune_for_server()
             task_status.started(list(service.service_value or []))
             await system.wait_stopped()
+
+
+def _history_owner(session_id: str, user_id: str | None) -> str | None:
+    # Whose thread a resumed session's history is read from: anonymous chats are stored
+    # under a key made from their session id (as `_recorder` records them).
+    return user_id if user_id is not None else anonymous_owner(session_id)
 
 
 def _recorder(

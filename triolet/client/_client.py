@@ -322,6 +322,8 @@ class Client:
             message = self.messages.get(event["message"])
             if message is not None:
                 message["streaming"] = False
+                if event.get("incomplete"):
+                    message["incomplete"] = True
         elif kind == "message_update":
             message = self.messages.get(event["message"])
             if message is not None:
