@@ -2,13 +2,16 @@
 
     python -m benchmarks.echo --json [--sessions 50] [--duration 5]
 
-Starts both servers as their own processes (``triolet run examples/echo/triolet.toml``
-and ``python -m benchmarks._bare``), drives each with the same closed-loop load
-from several load-generator processes, and reads each server's CPU time from the
-operating system before and after. ``cpu_ratio`` is Triolet's server CPU per
-message over the bare server's: what the framework costs on top of the I/O.
-Then it opens ``--idle`` sessions that just sit there and divides the server's RSS
-growth by their number. All traffic stays on loopback.
+Starts three servers as their own processes: ``triolet run examples/echo/triolet.toml``
+twice, with ``storage.record = false`` (the framework's own path: socket, router, session
+actor, outbox, socket) and with the default (every message also written to SQLite), and
+``python -m benchmarks._bare``. It drives each with the same closed-loop load from several
+load-generator processes, in interleaved rounds, and reads each server's CPU time from the
+operating system before and after. ``cpu_ratio`` is the unrecorded Triolet's server CPU per
+message over the bare server's: what the framework costs on top of the I/O, the figure the
+target is set on; ``recorded_cpu_ratio`` is the same with storage. Then it opens ``--idle``
+sessions on the default (recorded) server that just sit there and divides its RSS growth by
+their number. All traffic stays on loopback.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ECHO_APP = ROOT / "examples" / "echo" / "triolet.toml"
 
 
-def start_triolet(port: int, ack: str = "received") -> subprocess.Popen[bytes]:
+def start_triolet(port: int, ack: str = "received", record: bool = True) -> subprocess.Popen[bytes]:
     scratch = Path(tempfile.mkdtemp(prefix="triolet-echo-"))
     process = subprocess.Popen(
         [
@@ -58,6 +61,9 @@ def start_triolet(port: int, ack: str = "received") -> subprocess.Popen[bytes]:
             # "received" (the default here) measures the framework's own cost against the bare
             # floor; "durable" adds a database commit before each ack (--ack durable).
             "TRIOLET__SERVER__ACK": ack,
+            # false: the framework's own path (socket -> router -> session -> socket), what
+            # the bare floor is compared with; true (the default config) adds SQLite writes.
+            "TRIOLET__STORAGE__RECORD": "true" if record else "false",
         },
     )
     wait_http(f"http://127.0.0.1:{port}/livez")
@@ -191,24 +197,29 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    triolet_port, bare_port = free_port(), free_port()
-    triolet = start_triolet(triolet_port, args.ack)
+    triolet_port, recorded_port, bare_port = free_port(), free_port(), free_port()
+    triolet = start_triolet(triolet_port, "received", record=False)
+    recorded = start_triolet(recorded_port, args.ack, record=True)
     bare = start_bare(bare_port)
     try:
-        runs: dict[str, list[dict[str, Any]]] = {"triolet": [], "bare": []}
+        runs: dict[str, list[dict[str, Any]]] = {"triolet": [], "recorded": [], "bare": []}
         for _ in range(args.rounds):
             runs["bare"].append(measure(bare.pid, f"ws://127.0.0.1:{bare_port}/", "bare", args))
             runs["triolet"].append(
                 measure(triolet.pid, f"ws://127.0.0.1:{triolet_port}/ws", "triolet", args)
             )
+            runs["recorded"].append(
+                measure(recorded.pid, f"ws://127.0.0.1:{recorded_port}/ws", "triolet", args)
+            )
+        # Idle memory on the default configuration (conversations recorded).
         rss_kb = idle_rss_per_session(
-            triolet.pid, f"ws://127.0.0.1:{triolet_port}/ws", "triolet", args.idle
+            recorded.pid, f"ws://127.0.0.1:{recorded_port}/ws", "triolet", args.idle
         )
         bare_rss_kb = idle_rss_per_session(
             bare.pid, f"ws://127.0.0.1:{bare_port}/", "bare", args.idle
         )
     finally:
-        for process in (triolet, bare):
+        for process in (triolet, recorded, bare):
             process.terminate()
             process.wait(timeout=30)
 
@@ -217,15 +228,21 @@ def main(argv: list[str] | None = None) -> None:
 
     cpu = median("triolet", "server_cpu_us_per_msg")
     bare_cpu = median("bare", "server_cpu_us_per_msg")
+    recorded_cpu = median("recorded", "server_cpu_us_per_msg")
     result = {
         "sessions": args.sessions,
         "ack": args.ack,
+        "record": False,
         "msgs_per_s": round(median("triolet", "msgs_per_s")),
         "p50_ms": median("triolet", "p50_ms"),
         "p99_ms": median("triolet", "p99_ms"),
         "server_cpu_us_per_msg": cpu,
         "bare_server_cpu_us_per_msg": bare_cpu,
         "cpu_ratio": round(cpu / bare_cpu, 3),
+        "recorded_msgs_per_s": round(median("recorded", "msgs_per_s")),
+        "recorded_p50_ms": median("recorded", "p50_ms"),
+        "recorded_server_cpu_us_per_msg": recorded_cpu,
+        "recorded_cpu_ratio": round(recorded_cpu / bare_cpu, 3),
         "rss_per_idle_session_kb": round(rss_kb, 1),
         "bare_rss_per_idle_connection_kb": round(bare_rss_kb, 1),
         "bare_msgs_per_s": round(median("bare", "msgs_per_s")),

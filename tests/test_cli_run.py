@@ -64,7 +64,7 @@ class RunningApp:
 
 @asynccontextmanager
 async def triolet_run(
-    *args: str, cwd: Path = ROOT, state: Path | None = None
+    *args: str, cwd: Path = ROOT, state: Path | None = None, env: dict[str, str] | None = None
 ) -> AsyncIterator[RunningApp]:
     """``triolet run`` with its database and files under ``state`` (a fresh temp dir)."""
     state = state or Path(tempfile.mkdtemp(prefix="triolet-run-"))
@@ -78,6 +78,7 @@ async def triolet_run(
             "PYTHONUNBUFFERED": "1",
             "TRIOLET__STORAGE__URL": str(state / "triolet.sqlite3"),
             "TRIOLET__STORAGE__FILES_DIR": str(state / "files"),
+            **(env or {}),
         },
     )
     app = RunningApp(process)
@@ -127,6 +128,20 @@ async def test_acknowledged_messages_are_stored_and_survive_a_restart(tmp_path: 
         contents = [row[0] for row in db.execute("SELECT content FROM steps ORDER BY seq")]
     assert contents.count("remember me") == 1
     assert "echo: still here" in contents
+
+
+async def test_unrecorded_chats_are_answered_but_not_stored(tmp_path: Path) -> None:
+    config = str(EXAMPLES / "echo" / "triolet.toml")
+    unrecorded = {"TRIOLET__STORAGE__RECORD": "false"}
+    async with (
+        triolet_run(config, state=tmp_path, env=unrecorded) as app,
+        connect(app.ws) as client,
+    ):
+        assert client.welcome is not None and client.welcome["ack_mode"] == "received"
+        assert await client.ask("forget me") == "echo: forget me"
+    with sqlite3.connect(tmp_path / "triolet.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM steps").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM threads").fetchone() == (0,)
 
 
 async def test_streaming_example_streams_and_stops() -> None:

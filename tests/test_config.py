@@ -522,3 +522,24 @@ def test_public_names() -> None:
     assert {"TrioletConfig", "load_config", "render_starter_config"} <= set(cfg.__all__)
     for name in cfg.__all__:
         assert hasattr(cfg, name), name
+
+
+# --- storage.record -------------------------------------------------------------------
+
+
+def test_unrecorded_chats_turn_the_default_ack_into_received(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[storage]\nrecord = false\n"), {})
+    assert config.storage.record is False
+    assert config.server.ack == "received"
+    assert load_config(write(tmp_path, ""), {}).server.ack == "durable"
+
+
+def test_durable_ack_without_recording_is_an_error_at_server_ack(tmp_path: Path) -> None:
+    error = error_of(tmp_path, '[server]\nack = "durable"\n[storage]\nrecord = false\n')
+    assert error.key == "server.ack"
+    assert error.value == '"durable"'
+    assert "storage.record = false" in error.expected
+    from_env = error_of(
+        tmp_path, "[storage]\nrecord = false\n", {"TRIOLET__SERVER__ACK": "durable"}
+    )
+    assert from_env.key == "server.ack" and "TRIOLET__SERVER__ACK" in str(from_env)

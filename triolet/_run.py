@@ -229,7 +229,8 @@ async def run_app(
     storage_dir.mkdir(parents=True, exist_ok=True)
     async with open_backend(config.storage.url) as backend:
         persistence = Persistence()
-        router.recorders = partial(_recorder, persistence)
+        if config.storage.record:
+            router.recorders = partial(_recorder, persistence)
         children: list[ChildSpec] = [
             writer_spec(
                 backend,
@@ -250,6 +251,7 @@ async def run_app(
                 )
             )
         files = LocalFileStore(config.storage.files_dir, FileLimits.from_config(config.storage))
+        persistence.files = files  # elements sent with bytes or a path are copied there
         children.append(router.child_spec("sessions"))
         children.append(
             ChildSpec(

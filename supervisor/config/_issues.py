@@ -23,6 +23,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic_core import ErrorDetails
 
 __all__ = [
+    "CrossKeyError",
     "ConfigIssue",
     "Loc",
     "annotation_at",
@@ -198,6 +199,17 @@ def expected_from(error: ErrorDetails) -> str:
     return message
 
 
+class CrossKeyError(ValueError):
+    """A rule between two keys, raised by a whole-config validator, told at the key it names
+    (pydantic would otherwise report it at the top level with the whole file as its value)."""
+
+    def __init__(self, loc: Loc, value: Any, expected: str) -> None:
+        super().__init__(expected)
+        self.loc = loc
+        self.value = value
+        self.expected = expected
+
+
 def issues_from_pydantic(
     root: type[BaseModel],
     errors: Iterable[ErrorDetails],
@@ -210,6 +222,17 @@ def issues_from_pydantic(
         source = source_of(loc)
         if error["type"] == "extra_forbidden":
             issues.append(unknown_key(root, source, loc, error["input"]))
+            continue
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, CrossKeyError):
+            issues.append(
+                ConfigIssue(
+                    source_of(cause.loc),
+                    dotted(cause.loc),
+                    show_value(cause.value, cause.loc),
+                    cause.expected,
+                )
+            )
             continue
         value = _NOT_SET if error["type"] == "missing" else show_value(error["input"], loc)
         issues.append(

@@ -23,6 +23,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 from . import _defaults as d
 from ._auth import AuthConfig
 from ._bridges import BridgesConfig
+from ._issues import CrossKeyError
 from ._types import (
     Ack,
     Count,
@@ -193,6 +194,11 @@ class StorageConfig(Section):
     files_dir: str = Field(
         default=d.DEFAULT_FILES_DIR, min_length=1, description="folder for uploaded files"
     )
+    record: bool = Field(
+        default=True,
+        description="store every conversation; false: chats are not kept (acks are then"
+        ' "received"), uploads and session snapshots still are',
+    )
     max_file_bytes: Count = Field(default=d.DEFAULT_MAX_FILE_BYTES, description="per upload")
     max_session_bytes: Count = Field(
         default=d.DEFAULT_MAX_SESSION_BYTES, description="all uploads of one session"
@@ -356,6 +362,20 @@ class TrioletConfig(Section):
                 raise ValueError(f"unique actor names ({entry.name!r} appears twice)")
             seen.add(entry.name)
         return value
+
+    @model_validator(mode="after")
+    def _ack_needs_recording(self) -> TrioletConfig:
+        if self.storage.record or self.server.ack != "durable":
+            return self
+        if "ack" in self.server.model_fields_set:
+            raise CrossKeyError(
+                ("server", "ack"),
+                "durable",
+                '"received": with storage.record = false nothing is stored to wait for',
+            )
+        # Unrecorded chats: the durable default cannot hold, so it quietly becomes received.
+        object.__setattr__(self, "server", self.server.model_copy(update={"ack": "received"}))
+        return self
 
     @model_validator(mode="after")
     def _ui_name(self) -> TrioletConfig:
