@@ -39,6 +39,7 @@ __all__ = [
     "Limits",
     "clean_json",
     "clean_text",
+    "plain_str",
     "plain_text",
 ]
 
@@ -119,6 +120,19 @@ def plain_text(values: tuple[str | None, ...], limit: int) -> bool:
         return True
     try:
         text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def plain_str(value: object, limit: int) -> bool:
+    """`plain_text` for one value that must be text (the fast path of a message's content)."""
+    if type(value) is not str or len(value) > limit or "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True

@@ -15,16 +15,22 @@ Keys: a snapshot is saved under its session id and, when the session continues a
 thread under another id, under the thread id too — the router looks a snapshot up by the
 thread id when a client opens a new session on an old thread.
 
+Saved when a session passivates (``save``: awaited until durable) and when the server shuts
+down (``save_soon``: handed to the writer without waiting for its commit, because every live
+session stops in turn within one deadline; the writer, stopped last, flushes it first).
+
 The snapshot handed back carries the **thread's history** (`StoredSnapshot.history`, the
-thread's steps in order, at most ``history_limit`` of the most recent), read with the
-snapshot's owner as the requesting user, so ``on_chat_resume`` sees what was said
-(``thread.snapshot.history``).
+thread's steps in order, at most ``history_limit`` of the most recent), read as the thread's
+owner (``history_owner`` maps a snapshot's session and user to the key its records are
+stored under; ``triolet run`` stores anonymous chats under a key made from the session id),
+so ``on_chat_resume`` sees what was said (``thread.history``).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,7 +41,7 @@ from triolet.supervisor.session import Snapshot
 
 from ._backend import StorageBackend
 from ._records import SnapshotRecord, StepRecord
-from ._writer import store
+from ._writer import Write, store
 
 if TYPE_CHECKING:
     from triolet.actors import ActorRef
@@ -121,15 +127,38 @@ class StorageSnapshots:
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         cache_size: int = DEFAULT_SNAPSHOT_CACHE,
         timeout: float | None = 30.0,
+        history_owner: Callable[[str, str | None], str | None] | None = None,
     ) -> None:
         self.backend = backend
         self.writer = writer
         self.history_limit = history_limit
         self.cache_size = cache_size
         self.timeout = timeout
+        #: ``(session id, user) -> owner key`` of the thread's records (default: the user)
+        self.history_owner = history_owner
         self._recent: collections.OrderedDict[str, SnapshotRecord] = collections.OrderedDict()
 
     async def save(self, snapshot: Snapshot) -> None:
+        """Save ``snapshot``; returns once it is durable (committed, or in the journal)."""
+        records = self._records(snapshot)
+        if self.writer is not None:
+            await store(self.writer, records, timeout=self.timeout)
+        else:
+            for r in records:
+                await self.backend.save_snapshot(r)
+
+    async def save_soon(self, snapshot: Snapshot) -> None:
+        """Hand ``snapshot`` to the writer without waiting for its commit (on shutdown).
+
+        Waits only for room in the writer's mailbox. The writer stops after the sessions
+        and flushes what it holds, so the snapshot is stored before the process exits.
+        """
+        if self.writer is None:
+            await self.save(snapshot)
+            return
+        await self.writer.tell(Write(self._records(snapshot)))
+
+    def _records(self, snapshot: Snapshot) -> list[SnapshotRecord]:
         record = pack_snapshot(snapshot)
         records = [record]
         if snapshot.thread_id is not None and snapshot.thread_id != snapshot.session_id:
@@ -143,11 +172,7 @@ class StorageSnapshots:
             )
         for r in records:
             self._remember(r)
-        if self.writer is not None:
-            await store(self.writer, records, timeout=self.timeout)
-        else:
-            for r in records:
-                await self.backend.save_snapshot(r)
+        return records
 
     def _remember(self, record: SnapshotRecord) -> None:
         recent = self._recent
@@ -167,11 +192,11 @@ class StorageSnapshots:
         if record is None:
             return None
         try:
+            owner = record.user_id
+            if self.history_owner is not None:
+                owner = self.history_owner(record.session_id, owner)
             history = await load_history(
-                self.backend,
-                record.user_id,
-                record.thread_id or session_id,
-                limit=self.history_limit,
+                self.backend, owner, record.thread_id or session_id, limit=self.history_limit
             )
         except StorageError:
             logger.exception("loading the history of session %r failed", session_id)

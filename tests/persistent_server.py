@@ -2,9 +2,7 @@
 
 Used in-process by the session tests and as a subprocess (``python tests/persistent_server.py
 --db URL --journal PATH --port-file PATH``) by the SIGKILL test. `PersistentRouter` shows the
-two lines the router needs: a recorder per session that publishes alongside the fanout but
-does not count as a subscriber (so an unfollowed session is still forgotten), closed when
-the session's control is forgotten.
+one line the router needs: a recorder per session.
 """
 
 from __future__ import annotations
@@ -27,45 +25,27 @@ from triolet.storage import (
     writer_spec,
 )
 from triolet.supervisor import ActorSystem, open_actor_system
-from triolet.supervisor.router import Router, SessionLimits, User
-from triolet.supervisor.session import Fanout, SessionControl, SessionEvent, ThreadInfo, UserMessage
+from triolet.supervisor.router import Router, SessionLimits
+from triolet.supervisor.session import ThreadInfo, UserMessage
 from triolet.transport import WebSocketEndpoint, create_app, serve
 
 
-class _RecordedFanout(Fanout):
-    """The session's fanout, plus its storage recorder (not counted as a subscriber)."""
-
-    __slots__ = ("recorder",)
-
-    def publish(self, event: SessionEvent) -> None:
-        self.recorder.publish(event)
-        super().publish(event)
-
-
 class PersistentRouter(Router):
+    """A router whose sessions are recorded: each gets its storage recorder (the session's
+    ``recorder``, not a subscriber, so an unfollowed session is still forgotten; closed
+    when its control is), as ``triolet run`` wires it."""
+
     def __init__(self, *args: Any, persistence: Persistence, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.persistence = persistence
+        self.recorders = self._recorder
 
-    def _new_control(
-        self, session_id: str, user: User | None, thread_id: str | None
-    ) -> SessionControl:
-        ctl = super()._new_control(session_id, user, thread_id)
-        fanout = _RecordedFanout(session_id, self.limits.max_subscribers)
-        fanout.recorder = self.persistence.recorder(
-            session_id,
-            thread_id=thread_id,
-            user_id=user.identifier if user is not None else None,
-        )
-        ctl.output = fanout
-        return ctl
-
-    def _maybe_forget(self, ctl: SessionControl) -> None:
-        super()._maybe_forget(ctl)
-        if ctl.session_id not in self._sessions:
-            recorder: SessionRecorder | None = getattr(ctl.output, "recorder", None)
-            if recorder is not None:
-                recorder.close()
+    def _recorder(
+        self, session_id: str, thread_id: str | None, user_id: str | None
+    ) -> SessionRecorder:
+        # Anonymous chats are owned by "anonymous" here (triolet run keys them by session).
+        owner = user_id if user_id is not None else "anonymous"
+        return self.persistence.recorder(session_id, thread_id=thread_id, user_id=owner)
 
 
 class Echo(SessionActor):
@@ -82,8 +62,7 @@ class Echo(SessionActor):
             await self.send(f"echo: {message.content}")
 
     async def on_chat_resume(self, thread: ThreadInfo) -> None:
-        history = getattr(thread.snapshot, "history", ())
-        await self.send(f"resumed ({thread.reason}) with {len(history)} steps of history")
+        await self.send(f"resumed ({thread.reason}) with {len(thread.history)} steps of history")
 
 
 @asynccontextmanager

@@ -19,8 +19,9 @@ from triolet.storage import (
     ThreadNotFound,
     ThreadRecord,
     UserRecord,
+    open_backend,
 )
-from triolet.storage._postgres import PostgresBackend
+from triolet.storage._postgres import PostgresBackend, _RecentIds
 
 # The fixtures: each test below runs once per backend.
 backend_url = storage_harness.backend_url
@@ -154,16 +155,42 @@ async def test_thread_bumps_only_move_forward(backend: StorageBackend) -> None:
     "backend_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
 )
 async def test_an_id_stored_by_someone_else_meanwhile(backend: StorageBackend) -> None:
-    # PostgreSQL checks which ids are stored, then COPYs the others; another node may
-    # store one of them in between. Simulated by a check that sees nothing: the COPY
-    # fails on the unique key and the batch is written again through the upsert.
+    # PostgreSQL COPYs the ids it does not remember writing; when that fails it checks
+    # which ids are stored, then COPYs the others; another node may store one of them in
+    # between. Simulated by a backend that forgets and a check that sees nothing: both
+    # COPYs fail on the unique key and the batch is written again through the upsert.
     assert isinstance(backend, PostgresBackend)
     await backend.write_batch([thread("t1")] + [msg(f"m{i}", "t1", f"v1 {i}") for i in range(70)])
     blind = "SELECT NULL::text[] WHERE $1::text[] IS NOT NULL"
     backend._stored_ids = dict.fromkeys(backend._stored_ids, blind)
+    backend._recent = {table: _RecentIds(10) for table in backend._recent}
     await backend.write_batch([msg(f"m{i}", "t1", f"v2 {i}") for i in range(70)])
     steps = (await backend.get_thread("alice", "t1")).steps
     assert [s.content for s in steps] == [f"v2 {i}" for i in range(70)]
+
+
+@pytest.mark.parametrize(
+    "backend_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_ids_written_by_another_process_are_upserted(backend_url: str) -> None:
+    # A new process remembers nothing: its first bulk batch assumes every id is new, the
+    # COPY meets the stored ones, and the batch is written again with the ids checked.
+    async with open_backend(backend_url) as first:
+        await first.write_batch([thread("t1")] + [msg(f"m{i}", "t1", "v1") for i in range(70)])
+    async with open_backend(backend_url) as second:
+        batch = []
+        for i in range(70):  # updates of what the first process stored, and new ones
+            batch.append(StepRecord(id=f"m{i}", thread_id="t1", status="edited"))
+            batch.append(msg(f"n{i}", "t1", "new"))
+        await second.write_batch(batch)
+        steps = (await second.get_thread("alice", "t1")).steps
+        assert [(s.id, s.content, s.status) for s in steps[:70]] == [
+            (f"m{i}", "v1", "edited") for i in range(70)
+        ]
+        assert [s.id for s in steps[70:]] == [f"n{i}" for i in range(70)]
+        assert [s.seq for s in steps] == sorted(s.seq for s in steps)
+        # Remembered now: the next update of them goes straight to the upsert.
+        assert isinstance(second, PostgresBackend) and "m3" in second._recent["steps"]
 
 
 async def test_steps_before_their_thread_get_a_placeholder(backend: StorageBackend) -> None:

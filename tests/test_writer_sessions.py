@@ -205,5 +205,6 @@ async def test_session_outlives_a_restart_through_its_snapshot(
         await handle.deliver(UserMessage(id="c9", content="again"))
         await watch.expect(MessageSent, lambda e: e.content == "echo: again")
         assert router.find(session_id) is not None
+    # The second "process" stopped with the session live: it was snapshotted on the way out.
     snapshot = await StorageSnapshots(backend).load(session_id)
-    assert snapshot is not None and snapshot.state == {"count": 3}
+    assert snapshot is not None and snapshot.state == {"count": 4}

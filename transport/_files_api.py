@@ -257,6 +257,11 @@ def _problem_body(exc: _Problem, extra: Mapping[str, Any] | None = None) -> byte
     return json.dumps({"error": exc.code, "detail": exc.detail, **(extra or {})}).encode()
 
 
+#: Seconds a download of an element not stored yet waits for it (see `download_element`).
+ELEMENT_WAIT: Final = 2.0
+_ELEMENT_POLL: Final = 0.025
+
+
 class FilesApi:
     """Uploads (raw ASGI, see the module docstring) and downloads (Quart views)."""
 
@@ -450,13 +455,23 @@ class FilesApi:
         if self.storage is None:
             raise _Problem(404, "not_found", "this server stores no elements")
         storage = self.storage
-        try:
-            with trio.fail_after(STORAGE_TIMEOUT):
-                element = await storage.get_element(caller.owner, element_id)
-        except ThreadNotFound:
-            raise _Problem(404, "not_found", f"no element {element_id!r}") from None
-        except (trio.TooSlowError, StorageError):
-            raise _Problem(503, "storage_unavailable", "the database did not answer") from None
+        # A client gets an element's URL the moment the session sends it; its row (and its
+        # bytes, copied into the file store first) reach the database a few milliseconds
+        # later. A fetch that races them waits a little for an id of the session's shape.
+        deadline = trio.current_time() + (ELEMENT_WAIT if element_id.startswith("e_") else 0)
+        delay = _ELEMENT_POLL
+        while True:
+            try:
+                with trio.fail_after(STORAGE_TIMEOUT):
+                    element = await storage.get_element(caller.owner, element_id)
+                break
+            except ThreadNotFound:
+                if trio.current_time() + delay > deadline:
+                    raise _Problem(404, "not_found", f"no element {element_id!r}") from None
+            except (trio.TooSlowError, StorageError):
+                raise _Problem(503, "storage_unavailable", "the database did not answer") from None
+            await trio.sleep(delay)
+            delay = min(4 * _ELEMENT_POLL, 2 * delay)
         if element.storage_key is None:
             raise _Problem(404, "not_found", f"element {element_id!r} has no stored bytes")
         info = await self.stat(element.storage_key)

@@ -182,14 +182,16 @@ class Outbox:
         entries = self._entries
         if len(entries) <= max_events and self._bytes <= max_bytes:
             # The usual case (an echo's ack, copy and reply): everything waiting fits.
-            batch = [e.event() if type(e) is _TokenRun else e for e in entries]  # type: ignore[misc]
+            batch: list[ServerEvent] = [
+                e.event() if isinstance(e, _TokenRun) else e for e in entries
+            ]
             entries.clear()
             self._sizes.clear()
             self._bytes = 0
             return batch
         batch = []
         total = 0
-        while self._entries and len(batch) < max_events:
+        while entries and len(batch) < max_events:
             if batch and total + self._sizes[0] > max_bytes:
                 break
             total += self._sizes[0]

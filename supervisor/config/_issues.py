@@ -23,8 +23,8 @@ from pydantic import BaseModel, SecretStr
 from pydantic_core import ErrorDetails
 
 __all__ = [
-    "CrossKeyError",
     "ConfigIssue",
+    "CrossKeyError",
     "Loc",
     "annotation_at",
     "dotted",

@@ -83,7 +83,13 @@ class SessionActor(SessionContext):
         return None
 
     def on_chat_resume(self, thread: ThreadInfo) -> Hook:
-        """A fresh host continues this chat (after a crash, after idling, or a stored thread)."""
+        """A fresh host continues this chat (after a crash, after idling, or a stored thread).
+
+        ``thread.reason`` says which; ``self.state`` is back as it was. A chat reopened from
+        storage (after a restart of the server, or continuing a stored thread) also gets
+        ``thread.history``: the thread's stored steps, oldest first, to give a model its
+        context again (see `ThreadInfo`).
+        """
         return None
 
     def _hook(self, name: str, args: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...]]:

@@ -103,8 +103,17 @@ class ThreadInfo:
     """What ``on_chat_resume`` knows about the conversation it continues.
 
     ``reason`` says why a fresh host resumes it: ``restarted`` after a crash, ``passivated``
-    after idling, ``reopened`` when a client continues a stored thread. ``state`` is the
-    session's state as last seen (kept in memory, or loaded from a snapshot).
+    after idling, ``reopened`` when a client continues a stored thread, or a session the
+    server no longer held (a restart of the server, say). ``state`` is the session's state
+    as last seen (kept in memory, or loaded from a snapshot).
+
+    ``history`` is what was said, so a resumed model can be given its context again: the
+    thread's stored steps, oldest first (``triolet.storage.StepRecord``: ``role``,
+    ``content``, ``type``, ``name``, ...; messages and trace steps alike, at most the
+    snapshot store's ``history_limit`` most recent). It is read from storage when the
+    session is ``reopened``; a session resumed from memory (``restarted``, ``passivated``)
+    gets ``()``, since nothing was lost. Without storage it is always ``()``. It is also
+    what ``snapshot.history`` held (that spelling still works).
     """
 
     session_id: str
@@ -113,6 +122,14 @@ class ThreadInfo:
     state: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     snapshot: Any = None
+    history: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        # The host builds this from the snapshot it resumed from: the history rides along.
+        if not self.history and self.reason == "reopened":
+            history = getattr(self.snapshot, "history", None)
+            if history:
+                object.__setattr__(self, "history", tuple(history))
 
 
 Command = (

@@ -11,6 +11,12 @@ are plain functions returning an *awaitable receipt* (`Done`, or the `Message` h
 stop (and one such await in eight yields to the scheduler, which keeps it fair), and in a
 plain ``def`` hook running in a worker thread ``self.send("hi")`` works as is (the publish hops
 to the Trio thread). Only the asks really wait: in a worker thread they block until answered.
+
+One exception, for storage: the persistence recorder never drops what a session publishes,
+so when the writer falls behind and the session's lane is full (``held``), the next
+awaited receipt also waits for room (in a worker thread, the output call itself waits).
+That is the session's backpressure from slow storage; it costs one attribute check
+otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import mimetypes
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, Final, Literal, Protocol, TypeVar, cast
 
 import trio
 
@@ -86,6 +92,37 @@ class Done:
 _DONE: Final = Done()
 
 
+class _PushesBack(Protocol):
+    """A recorder that may ask the session to wait: storage never drops what it is given,
+    so when it falls behind (``held``) the session's next awaited receipt waits for room."""
+
+    held: bool
+
+    async def wait_room(self) -> None: ...
+
+
+def _pushback(ctl: SessionControl) -> _PushesBack | None:
+    """The session's recorder when it asks the session to wait; None (almost always) if not."""
+    recorder = ctl.recorder
+    if recorder is not None and getattr(recorder, "held", False):
+        return cast(_PushesBack, recorder)
+    return None
+
+
+class _Held(Done):
+    """The receipt of an output call made while storage is behind: awaiting it also waits
+    until the session's recorder has room again."""
+
+    __slots__ = ("_recorder",)
+
+    def __init__(self, recorder: _PushesBack) -> None:
+        self._recorder = recorder
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield from _after_emit()
+        yield from self._recorder.wait_room().__await__()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Element:
     """A rich element to show with a message; give exactly one of data, path, url, content."""
@@ -125,6 +162,9 @@ class Message:
 
     def __await__(self) -> Generator[Any, None, Message]:
         yield from _after_emit()
+        held = _pushback(self._context._ctl)
+        if held is not None:
+            yield from held.wait_room().__await__()
         return self
 
     @property
@@ -204,10 +244,15 @@ class SessionContext:
     # -- emitting -------------------------------------------------------------------
 
     def _emit(self, event: SessionEvent) -> Done:
+        ctl = self._ctl
         if in_trio_thread():
-            self._ctl.publish(event)
-        else:
-            call_sync(self._token, self._ctl.publish, event)
+            ctl.publish(event)
+            held = _pushback(ctl)
+            return _DONE if held is None else _Held(held)
+        call_sync(self._token, ctl.publish, event)
+        held = _pushback(ctl)
+        if held is not None:  # a worker thread has no receipt to await: it waits here
+            call_async(self._token, held.wait_room)
         return _DONE
 
     def check_cancelled(self) -> None:

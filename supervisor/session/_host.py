@@ -34,7 +34,7 @@ from ._actor import SessionActor
 from ._commands import EndChat, FileUpload, SettingsUpdate, ThreadInfo, UserMessage
 from ._control import SessionControl
 from ._events import MessageSent, SessionFailed, TaskEnded, TaskStarted
-from ._snapshot import Snapshot, SnapshotStore, packable
+from ._snapshot import Snapshot, SnapshotStore, packable, save_on_stop
 from ._steps import set_current_context
 from ._threads import run_in_worker
 
@@ -94,6 +94,7 @@ class SessionHost(Actor):
         self._snapshots = snapshots
         self._session: SessionActor | None = None
         self._crashing = False
+        self._saved = False
         #: The hook running now and its client ref (None between hooks).
         self._running: tuple[str, str | None] | None = None
 
@@ -249,17 +250,22 @@ class SessionHost(Actor):
 
     # -- the end of an incarnation ---------------------------------------------------
 
-    async def on_passivate(self) -> None:
+    def _snapshot(self) -> Snapshot:
         ctl = self._ctl
-        ctl.resume_reason = "passivated"
+        anonymous = getattr(ctl.user, "anonymous", False)
+        return Snapshot(
+            session_id=ctl.session_id,
+            state=ctl.state,
+            settings=ctl.settings,
+            thread_id=ctl.thread_id,
+            user=None if anonymous else getattr(ctl.user, "identifier", None),
+        )
+
+    async def on_passivate(self) -> None:
+        self._ctl.resume_reason = "passivated"
+        self._saved = True
         if self._snapshots is not None:
-            snapshot = Snapshot(
-                session_id=ctl.session_id,
-                state=ctl.state,
-                settings=ctl.settings,
-                thread_id=ctl.thread_id,
-                user=getattr(ctl.user, "identifier", None),
-            )
+            snapshot = self._snapshot()
             if packable(snapshot):
                 await self._snapshots.save(snapshot)
 
@@ -267,6 +273,15 @@ class SessionHost(Actor):
         # Also runs after a crash, before the restart: only a normal exit is the end.
         if self._crashing:
             return
+        if not self._saved and not self._ctl.ended and self._snapshots is not None:
+            # Stopped while the chat goes on (the server shutting down): save it for the
+            # next server, as on passivation, without waiting for the commit.
+            snapshot = self._snapshot()
+            try:
+                if packable(snapshot):
+                    await save_on_stop(self._snapshots, snapshot)
+            except Exception:
+                logger.exception("saving session %r on stop failed", self._ctl.session_id)
         callback = self._ctl.on_host_gone
         if callback is not None:
             callback(self._ctl)

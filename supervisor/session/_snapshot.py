@@ -1,8 +1,16 @@
-"""Snapshots: a session's state saved when it passivates, loaded when it comes back.
+"""Snapshots: a session's state saved when its host goes away, loaded when it comes back.
 
-The persistence layer (issue #4) will provide a durable `SnapshotStore`; until then the hook
-is here so that the router and host do not change when it arrives. `MemorySnapshots` keeps
+A host saves one when it passivates (idle) and when it is stopped while the chat goes on
+(the server shutting down), so a session outlives a restart of the server. Storage provides
+the durable `SnapshotStore` (``triolet.storage.StorageSnapshots``); `MemorySnapshots` keeps
 them in a bounded dict, for tests and single-process development.
+
+Two ways to save, because the moments differ. On passivation one session goes at a time
+and nothing hurries: ``save`` returns once the snapshot is durable. On shutdown every live
+session stops, one after the other, within the sessions supervisor's deadline: a store that
+can (``save_soon``) takes the snapshot without waiting for its commit, and makes it durable
+before it stops itself (storage's writer is the tree's first child, stopped last, and
+flushes what it was given). `save_on_stop` picks the right one.
 """
 
 from __future__ import annotations
@@ -14,7 +22,14 @@ from typing import Any, Final, Protocol
 
 import msgpack
 
-__all__ = ["DEFAULT_MEMORY_SNAPSHOTS", "MemorySnapshots", "Snapshot", "SnapshotStore", "packable"]
+__all__ = [
+    "DEFAULT_MEMORY_SNAPSHOTS",
+    "MemorySnapshots",
+    "Snapshot",
+    "SnapshotStore",
+    "packable",
+    "save_on_stop",
+]
 
 logger = logging.getLogger("triolet.session")
 
@@ -39,6 +54,16 @@ class SnapshotStore(Protocol):
     async def save(self, snapshot: Snapshot) -> None: ...
 
     async def load(self, session_id: str) -> Snapshot | None: ...
+
+
+async def save_on_stop(store: SnapshotStore, snapshot: Snapshot) -> None:
+    """Save ``snapshot`` from a host that is being stopped: without waiting for it to be
+    durable when ``store`` offers ``save_soon`` (see the module docstring)."""
+    save_soon = getattr(store, "save_soon", None)
+    if save_soon is not None:
+        await save_soon(snapshot)
+    else:
+        await store.save(snapshot)
 
 
 def packable(snapshot: Snapshot) -> bool:
