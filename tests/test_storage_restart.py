@@ -54,13 +54,16 @@ async def test_session_state_survives_a_graceful_restart(tmp_path: Path) -> None
         for word in ("one", "two", "three"):
             assert await client.ask(word) == f"count {['one', 'two', 'three'].index(word) + 1}"
         session = client.session_id
+        before = client.last_seq
     # SIGTERM done (a clean exit is checked by `running`); a new process, same storage.
     async with (
         running(toml, tmp_path) as server,
-        # last_seq=0: replay everything this (new) server published for the session, since
-        # its greeting may come before the connection is attached.
-        connect(server.ws, session_id=session, last_seq=0) as client,
+        # The client's own last_seq from before the restart: the new server numbers the
+        # restored session's events from 1 again, so it answers gap from 0 and replays them.
+        connect(server.ws, session_id=session, last_seq=before) as client,
     ):
+        assert client.welcome is not None
+        assert (client.welcome["replay"], client.welcome["last_seq"]) == ("gap", 0)
         resumed = await client.next_event("message", timeout=10)
         assert resumed["content"] == (
             "resumed reopened: count 3, said ['one', 'two', 'three'], history 6 "

@@ -80,6 +80,19 @@ async def test_resume_replays_after_last_seq_or_reports_a_gap() -> None:
     assert fresh.attach(FakeConnection(), 2)[0] == "gap"  # a log rebuilt empty
 
 
+async def test_a_rebuilt_wire_says_gap_from_zero_and_replays_the_new_numbering() -> None:
+    # After a restart the session comes back from its snapshot and greets again (seq 1, 2) on
+    # a wire made for this hello; the client's last_seq (41) counts the old incarnation's.
+    wire, _ = new_wire()
+    wire.publish(MessageSent(id="m1", content="welcome back"))
+    wire.publish(MessageSent(id="m2", content="where were we?"))
+    for last_seq in (41, 1):  # ahead of the new numbering, or inside it: old either way
+        status, welcome_seq, replay = wire.attach(FakeConnection(), last_seq, rebuilt=True)
+        assert (status, welcome_seq, [e.seq for e in replay]) == ("gap", 0, [1, 2])
+    # Without last_seq the client reloads the history anyway: nothing to replay.
+    assert wire.attach(FakeConnection(), None, rebuilt=True) == ("resumed", 2, ())
+
+
 async def test_dedup_window_is_per_session() -> None:
     wire, _ = new_wire()
     assert wire.admit("c1") is Admission.NEW

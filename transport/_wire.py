@@ -340,7 +340,7 @@ class SessionWire:
         return len(self._conns)
 
     def attach(
-        self, conn: Attached, last_seq: int | None, *, new: bool = False
+        self, conn: Attached, last_seq: int | None, *, new: bool = False, rebuilt: bool = False
     ) -> tuple[ReplayStatus, int, tuple[SessionEvent, ...]]:
         """Attach ``conn``; return the welcome's ``replay`` and ``last_seq``, and what to replay.
 
@@ -350,6 +350,12 @@ class SessionWire:
 
         A new session replays everything it produced so far (``on_chat_start`` may already
         have spoken) and says ``last_seq`` 0.
+
+        ``rebuilt``: this wire was made for an existing session just now (restored from its
+        snapshot after a restart, or its old wire dropped while nobody was attached), so its
+        seqs started again at 1 and a client's ``last_seq`` belongs to the old numbering. Such
+        a client gets ``gap`` (reload the history) with ``last_seq`` 0 and everything this
+        wire holds, which is what the session said since (``on_chat_resume``'s greeting).
         """
         if conn not in self._conns:
             self._conns = (*self._conns, conn)
@@ -360,6 +366,9 @@ class SessionWire:
         current = self.last_seq
         if last_seq is None:
             return "resumed", current, ()
+        if rebuilt:
+            events = self._replay(0)
+            return "gap", 0, events if isinstance(events, tuple) else ()
         events = self._replay(last_seq)
         if isinstance(events, ReplayGap):
             return "gap", current, ()

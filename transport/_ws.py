@@ -499,10 +499,10 @@ class WebSocketEndpoint:
         opened = await self._open(conn, hello, user)
         if opened is None:
             return
-        wire, handle, new = opened
+        wire, handle, new, rebuilt = opened
         conn.wire, conn.handle = wire, handle
         # From attach to the last replayed push nothing awaits: welcome, replay, live, in order.
-        replay, last_seq, events = wire.attach(conn, hello.last_seq, new=new)
+        replay, last_seq, events = wire.attach(conn, hello.last_seq, new=new, rebuilt=rebuilt)
         self._detached.discard(wire)
         conn.push(
             WelcomeEvent(
@@ -520,7 +520,9 @@ class WebSocketEndpoint:
 
     async def _open(
         self, conn: _Connection, hello: HelloFrame, user: User
-    ) -> tuple[SessionWire, SessionHandle, bool] | None:
+    ) -> tuple[SessionWire, SessionHandle, bool, bool] | None:
+        """The session's wire and handle, whether the session is new, and whether its wire
+        was rebuilt here (its seqs start again at 1: see `SessionWire.attach`)."""
         router = self.router
         session_id = hello.session
         try:
@@ -529,21 +531,21 @@ class WebSocketEndpoint:
                 handle = await router.open(user=user, subscriber=wire, thread_id=hello.thread)
                 wire.bind(handle)
                 self._register(wire)
-                return wire, handle, True
+                return wire, handle, True, False
             existing = self._wires.get(session_id)
             if existing is not None:
                 handle = await router.open(session_id, user=user)
-                return existing, handle, False
+                return existing, handle, False, False
             wire = self._new_wire()
             handle = await router.open(session_id, user=user, subscriber=wire)
             raced = self._wires.get(session_id)
             if raced is not None:
                 # Another connection rebuilt this session's wire while we waited: use theirs.
                 handle.unsubscribe(wire)
-                return raced, handle, False
+                return raced, handle, False, False
             wire.bind(handle)
             self._register(wire)
-            return wire, handle, False
+            return wire, handle, False, True
         except UnknownSession:
             conn.error(
                 ErrorCode.UNKNOWN_SESSION, f"no session {session_id!r}; send hello without it"
