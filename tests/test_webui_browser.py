@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.chromium
 
-TIMEOUT = 10_000  # ms: a safety net for a broken run, not a timing assertion
+TIMEOUT = 30_000  # ms: a safety net for a broken run, not a timing assertion
 
 
 @pytest.fixture(scope="module")
