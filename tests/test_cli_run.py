@@ -22,44 +22,13 @@ import httpx
 import pytest
 import trio
 
+from tests.run_harness import SERVING
+from tests.run_harness import Server as RunningApp
 from triolet.client import Client, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-SERVING = re.compile(rb"serving on (http://\S+)")
 SESSION_TAG = re.compile(r"\[session s_[\w-]+\]")
-
-
-class RunningApp:
-    """A ``triolet run`` child process and everything it printed."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self.output = bytearray()
-        self.url = ""
-
-    @property
-    def ws(self) -> str:
-        return self.url.replace("http://", "ws://") + "/ws"
-
-    @property
-    def text(self) -> str:
-        return self.output.decode(errors="replace")
-
-    async def read_until(self, pattern: re.Pattern[bytes]) -> re.Match[bytes]:
-        assert self.process.stdout is not None
-        with trio.fail_after(30):  # a safety net for a broken start, not a timing assertion
-            while (match := pattern.search(self.output)) is None:
-                chunk = await self.process.stdout.receive_some(65536)
-                if not chunk:
-                    raise AssertionError(f"triolet run exited early:\n{self.text}")
-                self.output += chunk
-        return match
-
-    async def drain(self) -> None:
-        assert self.process.stdout is not None
-        while chunk := await self.process.stdout.receive_some(65536):
-            self.output += chunk
 
 
 @asynccontextmanager

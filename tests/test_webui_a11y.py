@@ -13,56 +13,26 @@ on the same screens. Screenshots go to ``test-output/webui/``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import require_service
 from tests.webui_harness import (
     EXAMPLES,
     ROOT,
-    browser_missing,
     focused,
     keyboard_unreached,
-    launch,
     shot,
     static_site,
     triolet_run,
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Page
 
 pytestmark = pytest.mark.chromium
 
-TIMEOUT = 30_000  # ms: a safety net for a broken run, not a timing assertion
 LIVE = "[aria-live=polite]"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    missing = browser_missing()
-    require_service(missing is None, missing or "")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1100, "height": 760})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("dialog", lambda dialog: dialog.accept())
-    yield page
-    context.close()
-    assert not errors, errors
 
 
 def type_message(page: Page, text: str) -> None:

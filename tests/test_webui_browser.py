@@ -8,18 +8,15 @@ when Chromium or Playwright is missing; failed instead when ``TRIOLET_REQUIRE_SE
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import require_service
+from tests.conftest import BROWSER_TIMEOUT
 from tests.webui_harness import (
     EXAMPLES,
     ROOT,
     axe_violations,
-    browser_missing,
-    launch,
     shot,
     static_site,
     triolet_run,
@@ -29,32 +26,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.chromium
-
-TIMEOUT = 30_000  # ms: a safety net for a broken run, not a timing assertion
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    missing = browser_missing()
-    require_service(missing is None, missing or "")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1100, "height": 760})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert not errors, errors
 
 
 def send(page: Page, text: str) -> None:
@@ -277,7 +248,7 @@ def test_payloads_render_as_text(browser: Browser) -> None:
     # CSP off on purpose: the sanitizer alone must hold (the CSP is the second wall).
     context = browser.new_context(bypass_csp=True)
     page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
+    page.set_default_timeout(BROWSER_TIMEOUT)
     dialogs: list[Any] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     try:
@@ -326,7 +297,7 @@ WIDGET_PAGE = """<!doctype html>
 def test_copilot_widget_from_another_origin(browser: Browser) -> None:
     context = browser.new_context(viewport={"width": 1000, "height": 760})
     page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
+    page.set_default_timeout(BROWSER_TIMEOUT)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import require_service
-from tests.webui_harness import ROOT, axe_violations, browser_missing, launch, shot, triolet_run
+from tests.conftest import BROWSER_TIMEOUT
+from tests.webui_harness import ROOT, axe_violations, shot, triolet_run
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -23,20 +23,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.chromium
 
-TIMEOUT = 30_000  # ms: a safety net for a broken run, not a timing assertion
 APP = ROOT / "tests" / "webui_features.py"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    missing = browser_missing()
-    require_service(missing is None, missing or "")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +32,6 @@ def server() -> Iterator[RunningServer]:
     # each gets its own anonymous sessions and threads.
     with triolet_run(APP) as running:
         yield running
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1100, "height": 760})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("dialog", lambda dialog: dialog.accept())
-    yield page
-    context.close()
-    assert not errors, errors
 
 
 def open_chat(page: Page, url: str) -> None:
@@ -274,7 +248,7 @@ def test_files_of_another_session_stay_bare_ids(browser: Browser, server: Runnin
     try:
         owner, other = (context.new_page() for context in contexts)
         for page in (owner, other):
-            page.set_default_timeout(TIMEOUT)
+            page.set_default_timeout(BROWSER_TIMEOUT)
             open_chat(page, server.url)
         with owner.expect_file_chooser() as chooser:
             owner.get_by_role("button", name="Attach files").click()
