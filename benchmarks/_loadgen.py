@@ -8,6 +8,15 @@ count. The process prints one JSON object: messages, latencies (ms), and its own
 CPU seconds, so a reader can see whether the generator was the bottleneck.
 Several of these run side by side (the suite, benchmarks/echo.py, start them).
 
+With ``--sync`` (what the suite uses) the sessions connect first (at most
+`IDLE_CONNECT_CONCURRENCY` handshakes at a time), the process prints
+``ready {"held": ..., "failed": ...}`` and waits for a ``go EPOCH`` line on its
+standard input: sessions start at once, and only messages sent from ``EPOCH``
+(a ``time.time()``; the parent puts the warm-up before it) until ``EPOCH`` +
+``--duration`` count. Every generator of a run then measures the same window,
+which the parent also reads the server's and the generators' CPU over; connects
+and interpreter start-up stay outside it.
+
 Modes (``--protocol triolet``, the default, speaks docs/PROTOCOL.md):
 
 - ``echo``: the reply is complete at the first assistant message (not streaming)
@@ -66,6 +75,7 @@ class Tally:
     ack_status: dict[str, int] = field(default_factory=dict)
     ack_mode: str | None = None
     total: int = 0
+    in_window: int = 0
     tokens: int = 0
     busy: int = 0
     failed: int = 0
@@ -139,88 +149,173 @@ class Exchange:
             raise RuntimeError(f"server closed the session: {event}")
 
 
-async def _triolet_session(
-    args: argparse.Namespace, index: int, start: float, end: float, tally: Tally
+@dataclass
+class Window:
+    """When the load starts and which messages count, on this process's ``perf_counter``.
+
+    Sessions connect first, then wait for `go` (at once without ``--sync``; with it, when
+    the parent writes ``go EPOCH`` on stdin after every generator said ``ready``). Only
+    messages sent in ``[begin, end)`` count; no session sends a new one after ``end``.
+    """
+
+    sessions: int
+    go: trio.Event = field(default_factory=trio.Event)
+    begin: float = 0.0
+    end: float = 0.0
+    arrived: int = 0
+    failed_early: int = 0
+    all_arrived: trio.Event = field(default_factory=trio.Event)
+    connecting: trio.Semaphore = field(
+        default_factory=lambda: trio.Semaphore(IDLE_CONNECT_CONCURRENCY)
+    )
+
+    def arrive(self, ok: bool) -> None:
+        """A session is connected (``ok``) or gave up before it could be."""
+        self.arrived += 1
+        self.failed_early += 0 if ok else 1
+        if self.arrived >= self.sessions:
+            self.all_arrived.set()
+
+    def start(self, begin: float, duration: float) -> None:
+        self.begin, self.end = begin, begin + duration
+        self.go.set()
+
+
+async def _triolet_connect(args: argparse.Namespace, ws: Any, tally: Tally) -> None:
+    with trio.fail_after(REPLY_TIMEOUT):
+        welcome = await _hello(ws)
+    tally.ack_mode = welcome.get("ack_mode")
+
+
+async def _triolet_loop(
+    args: argparse.Namespace, ws: Any, index: int, window: Window, tally: Tally
 ) -> None:
-    async with open_websocket_url(args.url, message_queue_size=64) as ws:
-        with trio.fail_after(REPLY_TIMEOUT):
-            welcome = await _hello(ws)
-        tally.ack_mode = welcome.get("ack_mode")
-        n = 0
-        while time.perf_counter() < end:
+    n = 0
+    # One cancel scope for the whole loop, its deadline moved per message: a scope per
+    # message (fail_after) costs the generator ~5% of its CPU.
+    with trio.CancelScope() as scope:
+        while time.perf_counter() < window.end:
             n += 1
-            msg_id = f"c{n}"
-            text = f"s{index}m{n}"
-            content = f"stream {args.tokens} {text}" if args.mode == "stream" else text
-            frame = json.dumps({"type": "message", "id": msg_id, "content": content})
-            exchange = Exchange(msg_id, want_ack=args.mode == "durable")
-            sent = time.perf_counter()
+            scope.deadline = trio.current_time() + REPLY_TIMEOUT
+            await _triolet_exchange(args, ws, n, index, window, tally)
+    if scope.cancelled_caught:
+        raise trio.TooSlowError(f"no complete reply within {REPLY_TIMEOUT:g}s")
+
+
+async def _triolet_exchange(
+    args: argparse.Namespace, ws: Any, n: int, index: int, window: Window, tally: Tally
+) -> None:
+    """One message and its whole reply (and ack, in ``durable`` mode)."""
+    msg_id = f"c{n}"
+    text = f"s{index}m{n}"
+    content = f"stream {args.tokens} {text}" if args.mode == "stream" else text
+    frame = json.dumps({"type": "message", "id": msg_id, "content": content})
+    exchange = Exchange(msg_id, want_ack=args.mode == "durable")
+    sent = time.perf_counter()
+    await ws.send_message(frame)
+    while not exchange.done:
+        message = await ws.get_message()
+        now = time.perf_counter()
+        for event in _events(message):
+            if event.get("type") == "ping":
+                await ws.send_message(json.dumps({"type": "pong", "nonce": event.get("nonce")}))
+            exchange.feed(event, now)
+        if exchange.busy:  # not accepted: same frame, same id, a little later
+            tally.busy += 1
+            exchange.busy = False
+            await trio.sleep(BUSY_BACKOFF)
             await ws.send_message(frame)
-            with trio.fail_after(REPLY_TIMEOUT):
-                while not exchange.done:
-                    message = await ws.get_message()
-                    now = time.perf_counter()
-                    for event in _events(message):
-                        if event.get("type") == "ping":
-                            await ws.send_message(
-                                json.dumps({"type": "pong", "nonce": event.get("nonce")})
-                            )
-                        exchange.feed(event, now)
-                    if exchange.busy:  # not accepted: same frame, same id, a little later
-                        tally.busy += 1
-                        exchange.busy = False
-                        await trio.sleep(BUSY_BACKOFF)
-                        await ws.send_message(frame)
-            done = time.perf_counter()
-            tally.total += 1
-            tally.tokens += exchange.tokens
-            if sent >= start + args.warmup:
-                tally.latencies.append((done - sent) * 1000)
-                if exchange.first_token is not None:
-                    tally.ttfts.append((exchange.first_token - sent) * 1000)
-                if exchange.acked is not None:
-                    tally.acks.append((exchange.acked - sent) * 1000)
-                    status = exchange.ack_status or "?"
-                    tally.ack_status[status] = tally.ack_status.get(status, 0) + 1
+    done = time.perf_counter()
+    tally.total += 1
+    tally.tokens += exchange.tokens
+    if sent >= window.begin:
+        tally.in_window += 1
+        tally.latencies.append((done - sent) * 1000)
+        if exchange.first_token is not None:
+            tally.ttfts.append((exchange.first_token - sent) * 1000)
+        if exchange.acked is not None:
+            tally.acks.append((exchange.acked - sent) * 1000)
+            status = exchange.ack_status or "?"
+            tally.ack_status[status] = tally.ack_status.get(status, 0) + 1
 
 
-async def _bare_session(
-    args: argparse.Namespace, index: int, start: float, end: float, tally: Tally
+async def _bare_loop(
+    args: argparse.Namespace, ws: Any, index: int, window: Window, tally: Tally
 ) -> None:
-    async with open_websocket_url(args.url, message_queue_size=64) as ws:
-        n = 0
-        while time.perf_counter() < end:
+    n = 0
+    with trio.CancelScope() as scope:
+        while time.perf_counter() < window.end:
             n += 1
             text = f"s{index}m{n}"
+            scope.deadline = trio.current_time() + REPLY_TIMEOUT
             sent = time.perf_counter()
             await ws.send_message(text)
-            with trio.fail_after(REPLY_TIMEOUT):
-                while await ws.get_message() != text:
-                    pass
+            while await ws.get_message() != text:
+                pass
             tally.total += 1
-            if sent >= start + args.warmup:
+            if sent >= window.begin:
+                tally.in_window += 1
                 tally.latencies.append((time.perf_counter() - sent) * 1000)
+    if scope.cancelled_caught:
+        raise trio.TooSlowError(f"no echo within {REPLY_TIMEOUT:g}s")
+
+
+async def _session(args: argparse.Namespace, index: int, window: Window, tally: Tally) -> None:
+    """One session: connect (and say hello), wait for the start, then the closed loop."""
+    arrived = False
+    try:
+        await window.connecting.acquire()
+        async with open_websocket_url(
+            args.url, message_queue_size=64, connect_timeout=REPLY_TIMEOUT
+        ) as ws:
+            if args.protocol == "triolet":
+                await _triolet_connect(args, ws, tally)
+            window.arrive(ok=True)
+            arrived = True
+            window.connecting.release()
+            await window.go.wait()
+            loop = _triolet_loop if args.protocol == "triolet" else _bare_loop
+            await loop(args, ws, index, window, tally)
+    except (OSError, RuntimeError, trio.TooSlowError, ConnectionClosed, HandshakeError) as exc:
+        if not arrived:
+            window.arrive(ok=False)
+            window.connecting.release()
+        tally.fail(exc)  # one broken session must not hide what the others measured
+
+
+async def _wait_for_go(window: Window, args: argparse.Namespace) -> None:
+    """``--sync``: say ``ready`` once every session is connected; start on the parent's ``go``."""
+    with trio.move_on_after(REPLY_TIMEOUT + args.sessions / 50):
+        await window.all_arrived.wait()
+    ready = {"held": window.arrived - window.failed_early, "failed": window.failed_early}
+    print("ready", json.dumps(ready), flush=True)
+    line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+    word, _, when = line.strip().partition(" ")
+    if word != "go":  # the parent went away: start anyway, so the run ends by itself
+        when = repr(time.time() + args.warmup)
+    # The parent's window starts at an epoch time; perf_counter is what the sessions read.
+    begin = float(when) - time.time() + time.perf_counter()
+    window.start(begin, args.duration)
 
 
 async def _load(args: argparse.Namespace) -> dict[str, Any]:
-    session = _triolet_session if args.protocol == "triolet" else _bare_session
     tally = Tally()
-    start = time.perf_counter()
-    end = start + args.warmup + args.duration
+    window = Window(args.sessions)
+    if not args.sync:  # warm-up counted from this process's start
+        window.start(time.perf_counter() + args.warmup, args.duration)
 
-    async def guarded(index: int) -> None:
-        try:
-            await session(args, index, start, end, tally)
-        except (OSError, RuntimeError, trio.TooSlowError, ConnectionClosed, HandshakeError) as exc:
-            tally.fail(exc)  # one broken session must not hide what the others measured
-
-    with trio.move_on_after(args.warmup + args.duration + GRACE):
+    with trio.CancelScope() as scope:
+        if not args.sync:
+            scope.deadline = trio.current_time() + args.warmup + args.duration + GRACE
         async with trio.open_nursery() as nursery:
             for index in range(args.sessions):
-                nursery.start_soon(guarded, args.offset + index)
+                nursery.start_soon(_session, args, args.offset + index, window, tally)
+            if args.sync:
+                await _wait_for_go(window, args)
+                scope.deadline = trio.current_time() + window.end - time.perf_counter() + GRACE
     usage = resource.getrusage(resource.RUSAGE_SELF)
     report: dict[str, Any] = {
-        "messages": len(tally.latencies),
+        "messages": tally.in_window,
         "total_messages": tally.total,
         "latencies_ms": [round(x, 3) for x in tally.latencies],
         "cpu_s": usage.ru_utime + usage.ru_stime,
@@ -336,6 +431,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--tokens", type=int, default=20, help="tokens per reply (stream)")
+    parser.add_argument(
+        "--sync",
+        action="store_true",
+        help="connect, print 'ready {...}', start on a 'go EPOCH' line on stdin (window start)",
+    )
     args = parser.parse_args(argv)
     if args.mode in ("triolet", "bare"):  # the spellings benchmarks/echo.py has always used
         args.protocol, args.mode = args.mode, "echo"

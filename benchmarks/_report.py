@@ -13,7 +13,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-COLOURS = {"triolet": "#2563eb", "chainlit": "#dc2626", "bare": "#6b7280"}
+COLOURS = {
+    "triolet": "#2563eb",
+    "triolet_recorded": "#93c5fd",
+    "chainlit": "#dc2626",
+    "bare": "#6b7280",
+}
 EXTRA_COLOURS = ("#059669", "#d97706", "#7c3aed", "#db2777")
 
 W, H = 640, 300
@@ -221,7 +226,7 @@ def _cell(value: Any) -> str:
 
 
 def _table(points: Sequence[Mapping[str, Any]]) -> str:
-    skip = {"scenario", "system", "sessions", "ratios", "errors"}
+    skip = {"scenario", "system", "sessions", "ratios", "recorded_ratios", "errors"}
     keys: list[str] = []
     for p in points:
         keys += [k for k in p if k not in skip and k not in keys and not isinstance(p[k], dict)]
@@ -236,17 +241,29 @@ def _table(points: Sequence[Mapping[str, Any]]) -> str:
 def _ratio_table(points: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for p in points:
-        for key, value in (p.get("ratios") or {}).items():
-            if value is not None:
-                rows.append(
-                    f"<tr><td>{_cell(p['scenario'])}</td><td>{p['sessions']}</td>"
-                    f"<td>triolet ÷ {_cell(p['system'])}</td><td>{_cell(key)}</td>"
-                    f"<td>{_cell(value)}</td></tr>"
-                )
+        pairs: list[tuple[str, str, Mapping[str, Any]]] = []
+        if p["system"] == "triolet_recorded":
+            pairs += [
+                ("triolet_recorded", other, r) for other, r in (p.get("ratios") or {}).items()
+            ]
+        else:
+            pairs.append(("triolet", p["system"], p.get("ratios") or {}))
+            pairs.append(("triolet_recorded", p["system"], p.get("recorded_ratios") or {}))
+        for ours, theirs, values in pairs:
+            for key, value in values.items():
+                if value is not None:
+                    rows.append(
+                        f"<tr><td>{_cell(p['scenario'])}</td><td>{p['sessions']}</td>"
+                        f"<td>{_cell(ours)} ÷ {_cell(theirs)}</td><td>{_cell(key)}</td>"
+                        f"<td>{_cell(value)}</td></tr>"
+                    )
     if not rows:
         return ""
     return (
-        "<h2>Ratios</h2><p>Triolet's figure divided by the other system's, same run.</p>"
+        "<h2>Ratios</h2><p>Triolet's figure divided by the other system's, same run. "
+        "<b>triolet</b> runs with <code>[storage] record = false</code> (nothing stored, like "
+        "Chainlit without a data layer and the bare floor; <code>durable</code> excepted); "
+        "<b>triolet_recorded</b> stores every chat (the default configuration).</p>"
         "<table><thead><tr><th>scenario</th><th>sessions</th><th>ratio</th><th>figure</th>"
         f"<th>value</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )

@@ -15,6 +15,7 @@ duration (+ their own grace), and the parent kills whatever is still running at
 from __future__ import annotations
 
 import json
+import os
 import select
 import statistics
 import subprocess
@@ -22,6 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+import psutil
 
 from . import _servers
 from ._stats import summarize
@@ -62,45 +65,126 @@ def _kill_all(processes: list[subprocess.Popen[bytes]]) -> None:
 # -- closed-loop load: echo, stream, durable --------------------------------------------------
 
 
+def _sleep_until(when: float, progress: Progress, begin: float, planned: float) -> None:
+    """Sleep until the epoch time ``when``, reporting progress along ``planned`` seconds."""
+    while (left := when - time.time()) > 0:
+        progress(min(0.99, max(0.0, 1 - (begin + planned - time.time()) / planned)))
+        time.sleep(min(0.1, left))
+
+
+@dataclass
+class Sample:
+    """CPU seconds at one instant: the server, each generator, and the whole machine."""
+
+    wall: float
+    server: float | None
+    generators: list[float | None]
+    machine_busy: float
+    softirq: float
+
+    @classmethod
+    def take(cls, server: int | None, generators: list[int]) -> Sample:
+        times = psutil.cpu_times()
+        idle = times.idle + getattr(times, "iowait", 0.0)
+        return cls(
+            wall=time.perf_counter(),
+            server=_servers.cpu_seconds(server) if server else None,
+            generators=[_servers.cpu_seconds_or_none(pid) for pid in generators],
+            machine_busy=sum(times) - idle - getattr(times, "guest", 0.0),
+            softirq=getattr(times, "softirq", 0.0),
+        )
+
+
+def _window_usage(before: Sample, after: Sample, modes: list[str]) -> dict[str, Any]:
+    """Who used the CPU during the measured window (shares of one core; 2 cores: up to 2.0)."""
+    wall = after.wall - before.wall
+    server = (
+        after.server - before.server
+        if after.server is not None and before.server is not None
+        else None
+    )
+    shares: dict[str, list[float]] = {}
+    for mode, a, b in zip(modes, before.generators, after.generators, strict=True):
+        if a is not None and b is not None:
+            shares.setdefault(mode, []).append(round((b - a) / wall, 3))
+    machine = (after.machine_busy - before.machine_busy) / wall
+    softirq = (after.softirq - before.softirq) / wall  # loopback TCP, charged to no process
+    loadgens = sum(x for values in shares.values() for x in values)
+    others = machine - softirq - loadgens - (server or 0.0) / wall
+    return {
+        "wall_s": wall,
+        "cpu_s": server,
+        "generator_shares": shares,
+        "machine_cpu_busy": round(machine, 2),
+        "softirq_cpu_share": round(softirq, 2),
+        # What neither the server nor our generators used: other programs on the machine.
+        "other_cpu_share": round(max(0.0, others), 2),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def drive(
     target: Target, groups: Mapping[str, int], options: Options, progress: Progress
 ) -> dict[str, dict[str, Any]]:
     """Run ``{mode: sessions}`` at once from ``options.processes`` generators per mode.
 
-    Returns each mode's merged report (latencies sorted) plus the server's CPU
-    seconds over the whole run under ``"_server"``.
+    Every generator connects its sessions first and says ``ready``; then all start
+    together (``go``), warm up for ``options.warmup`` and count the messages they send
+    in the next ``options.duration`` seconds. The server's and each generator's CPU
+    are read at both ends of that window, so connects, interpreter start-up and the
+    warm-up never count in the CPU per message, and a saturated generator shows.
+
+    Returns each mode's merged report (latencies sorted) plus the window's CPU use
+    under ``"_server"``.
     """
     planned = options.warmup + options.duration
-    before = _servers.cpu_seconds(target.pid) if target.pid else None
-    started = time.perf_counter()
     running: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         offset = 0
         for mode, sessions in groups.items():
             for count in _split(sessions, options.processes):
                 command = target.loadgen_command(
-                    mode, count, offset, options.warmup, options.duration, options.tokens
+                    mode, count, offset, options.warmup, options.duration, options.tokens, True
                 )
                 running.append(
-                    (mode, subprocess.Popen(command, stdout=subprocess.PIPE, cwd=_servers.ROOT))
+                    (
+                        mode,
+                        subprocess.Popen(
+                            command,
+                            stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE,
+                            cwd=_servers.ROOT,
+                        ),
+                    )
                 )
                 offset += count
+        deadline = time.monotonic() + GRACE + sum(groups.values()) / 50
+        failed_early = 0
+        for _, process in running:
+            assert process.stdout is not None
+            word, _, rest = _ready_line(process.stdout, deadline).decode().strip().partition(" ")
+            failed_early += _ready_info(word, rest, 0)["failed"]
+        begin = time.time() + options.warmup
+        for _, process in running:
+            assert process.stdin is not None
+            process.stdin.write(f"go {begin!r}\n".encode())
+            process.stdin.flush()
+        pids = [process.pid for _, process in running]
+        _sleep_until(begin, progress, begin - options.warmup, planned)
+        before = Sample.take(target.pid, pids)
+        _sleep_until(begin + options.duration, progress, begin - options.warmup, planned)
+        after = Sample.take(target.pid, pids)
         outputs: list[bytes] = []
         for _, process in running:
-            while process.poll() is None:
-                elapsed = time.perf_counter() - started
-                if elapsed > planned + GRACE:
-                    raise TimeoutError(f"load generators still running after {elapsed:.0f}s")
-                progress(min(0.99, elapsed / planned))
-                time.sleep(0.1)
-            assert process.stdout is not None
-            outputs.append(process.stdout.read())
+            # communicate() reads while it waits: a report larger than the pipe's buffer
+            # (tens of thousands of latencies) cannot block its generator forever.
+            out, _ = process.communicate(timeout=GRACE)
             if process.returncode != 0:
                 raise RuntimeError(f"a load generator failed with status {process.returncode}")
+            outputs.append(out.strip().splitlines()[-1])
     finally:
         _kill_all([process for _, process in running])
-    wall = time.perf_counter() - started
-    cpu = _servers.cpu_seconds(target.pid) - before if target.pid and before is not None else None
+    usage = _window_usage(before, after, [mode for mode, _ in running])
     merged: dict[str, dict[str, Any]] = {}
     for (mode, _), out in zip(running, outputs, strict=True):
         report = json.loads(out)
@@ -120,7 +204,10 @@ def drive(
         if "ack_mode" in report:
             into["ack_mode"] = report["ack_mode"]
         into["tokens"] = into.get("tokens", 0) + report.get("tokens", 0)
-    merged["_server"] = {"cpu_s": cpu, "wall_s": wall}
+        into["loadgen_cpu_shares"] = usage["generator_shares"].get(mode, [])
+    if failed_early and not any(r["failed_sessions"] for r in merged.values()):
+        next(iter(merged.values()))["failed_sessions"] = failed_early
+    merged["_server"] = usage
     progress(1.0)
     return merged
 
@@ -128,11 +215,15 @@ def drive(
 def _load_figures(
     report: Mapping[str, Any], server: Mapping[str, Any], options: Options
 ) -> dict[str, Any]:
+    shares = report.get("loadgen_cpu_shares", [])
     figures: dict[str, Any] = {
         "msgs_per_s": round(report["messages"] / options.duration, 1),
         **summarize(report["latencies_ms"]),
         "messages": report["messages"],
-        "loadgen_cpu_share": round(report["cpu_s"] / server["wall_s"], 2),
+        # Over the measured window, in cores: each generator's own, their sum, the busiest.
+        "loadgen_cpu_share": round(sum(shares), 2),
+        "loadgen_cpu_share_max": round(max(shares, default=0.0), 2),
+        "loadgen_cpu_shares": shares,
         "failed_sessions": report["failed_sessions"],
     }
     if report["errors"]:
@@ -140,13 +231,21 @@ def _load_figures(
     return figures
 
 
-def _cpu_figures(server: Mapping[str, Any], total_messages: int) -> dict[str, Any]:
+def _cpu_figures(server: Mapping[str, Any], messages: int) -> dict[str, Any]:
+    """Server CPU per message and the machine's use, all over the measured window."""
+    machine = {
+        "machine_cpu_busy": server["machine_cpu_busy"],
+        "softirq_cpu_share": server["softirq_cpu_share"],
+        "other_cpu_share": server["other_cpu_share"],
+        "load_avg_1m": server["load_avg_1m"],
+    }
     cpu = server["cpu_s"]
     if cpu is None:
-        return {"server_cpu_us_per_msg": None, "server_cpu_share": None}
+        return {"server_cpu_us_per_msg": None, "server_cpu_share": None, **machine}
     return {
-        "server_cpu_us_per_msg": round(cpu / max(1, total_messages) * 1e6, 1),
+        "server_cpu_us_per_msg": round(cpu / max(1, messages) * 1e6, 1),
         "server_cpu_share": round(cpu / server["wall_s"], 2),
+        **machine,
     }
 
 
@@ -155,7 +254,7 @@ def run_echo(target: Target, sessions: int, options: Options, progress: Progress
     report, server = result["echo"], result["_server"]
     return {
         **_load_figures(report, server, options),
-        **_cpu_figures(server, report["total_messages"]),
+        **_cpu_figures(server, report["messages"]),
     }
 
 
@@ -168,7 +267,7 @@ def run_stream(
     figures.update(summarize(report.get("ttft_ms", []), "ttft_"))
     figures.update(summarize(report["latencies_ms"], "stream_"))
     figures["tokens_per_reply"] = options.tokens
-    figures.update(_cpu_figures(server, report["total_messages"]))
+    figures.update(_cpu_figures(server, report["messages"]))
     return figures
 
 
@@ -182,7 +281,7 @@ def run_durable(
     figures["ack_mode"] = report.get("ack_mode")
     figures["ack_status"] = report.get("ack_status", {})
     figures["ack_configured"] = target.ack_config
-    figures.update(_cpu_figures(server, report["total_messages"]))
+    figures.update(_cpu_figures(server, report["messages"]))
     return figures
 
 
@@ -349,7 +448,7 @@ def run_mixed(
     server = result.pop("_server")
     figures: dict[str, Any] = {"mix": counts | ({"idle": idle} if idle else {})}
     all_latencies: list[float] = []
-    total_messages = messages = 0
+    messages = 0
     for mode, report in result.items():
         part = _load_figures(report, server, options)
         if mode == "stream":
@@ -357,10 +456,9 @@ def run_mixed(
         figures[mode] = part
         all_latencies += report["latencies_ms"]
         messages += report["messages"]
-        total_messages += report["total_messages"]
     figures["msgs_per_s"] = round(messages / options.duration, 1)
     figures.update(summarize(all_latencies))
-    figures.update(_cpu_figures(server, total_messages))
+    figures.update(_cpu_figures(server, messages))
     if holding is not None:
         figures["idle_sessions_held"] = holding.held
     return figures

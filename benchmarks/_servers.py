@@ -164,6 +164,14 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def cpu_seconds_or_none(pid: int) -> float | None:
+    """`cpu_seconds`, or None for a process already gone."""
+    try:
+        return cpu_seconds(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
 def rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 

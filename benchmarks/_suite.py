@@ -6,13 +6,18 @@
 
 Without ``--url`` the suite starts Triolet itself from ``--config`` (default: the
 benchmark app, benchmarks/apps/triolet.toml), a fresh server for every measured
-point. ``--compare`` adds Chainlit (in its own virtualenv under .bench/) and the
-bare hypercorn floor; every figure of theirs gets a ratio (Triolet's ÷ theirs).
+point, twice: ``triolet`` with ``[storage] record = false`` (chats answered, nothing
+stored: what Chainlit without a data layer and the bare floor do; ``durable`` runs
+recorded, its acks wait for storage) and ``triolet_recorded`` with recording on
+(``--no-recorded`` skips it). ``--compare`` adds Chainlit (in its own virtualenv
+under .bench/) and the bare hypercorn floor; every figure of theirs gets a ratio
+(Triolet's ÷ theirs, in ``ratios``; the recorded Triolet's in ``recorded_ratios``).
 
 The JSON result has one key per system holding the figures of the first
 scenario at the first session count (so a one-scenario run reads
 ``result["triolet"]["msgs_per_s"]``), a ``ratios`` object keyed by the other
-systems, and ``points``: every (scenario, sessions, system) measured.
+systems (``recorded_ratios`` likewise for ``triolet_recorded``), and ``points``:
+every (scenario, sessions, system) measured.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ._catalog import SCENARIOS, SUPPORTED
+from ._stats import ratios
 
 #: Figures compared across systems (Triolet's ÷ the other's).
 RATIO_KEYS = (
@@ -89,6 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--allow-remote", action="store_true", help="allow a --url that is not loopback"
     )
     parser.add_argument("--compare", default="", help="chainlit, bare, or both (comma-separated)")
+    parser.add_argument(
+        "--recorded",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run Triolet with storage.record on, as triolet_recorded (default: yes; "
+        "the headline triolet runs with record = false, as Chainlit stores nothing)",
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds not counted")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured")
     parser.add_argument("--processes", type=int, default=2, help="load generators per mode")
@@ -115,24 +128,69 @@ def _scenarios(text: str) -> list[str]:
     return names
 
 
-def _systems(compare: str) -> list[str]:
+def _systems(compare: str, recorded: bool = False) -> list[str]:
     others = _csv(compare)
     unknown = [n for n in others if n not in ("chainlit", "bare")]
     if unknown:
         raise SystemExit(f"--compare knows chainlit and bare, not {unknown[0]!r}")
-    return ["triolet", *dict.fromkeys(others)]
+    return ["triolet", *(["triolet_recorded"] if recorded else []), *dict.fromkeys(others)]
+
+
+def _skip_reason(system: str, scenario: str) -> str:
+    if system == "triolet_recorded" and scenario == "durable":
+        return "durable runs recorded as triolet already"
+    return f"{system} has no {scenario} scenario"
+
+
+def _add_ratios(points: list[dict[str, Any]]) -> None:
+    """Each other system's point gets Triolet's figures ÷ its own (same scenario and count).
+
+    ``ratios`` divides the headline ``triolet``'s; ``recorded_ratios`` the recorded one's.
+    The ``triolet_recorded`` point itself gets ``ratios`` keyed by system (``triolet``:
+    what recording costs, as recorded ÷ unrecorded).
+    """
+
+    def find(system: str, like: dict[str, Any]) -> dict[str, Any] | None:
+        for p in points:
+            if (p["system"], p["scenario"], p["sessions"]) == (
+                system,
+                like["scenario"],
+                like["sessions"],
+            ) and not ({"error", "skipped"} & p.keys()):
+                return p
+        return None
+
+    def divide(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float]:
+        return {k: v for k, v in ratios(ours, theirs, RATIO_KEYS).items() if v is not None}
+
+    for point in points:
+        if point["system"] == "triolet" or {"error", "skipped"} & point.keys():
+            continue
+        recorded = find("triolet_recorded", point)
+        if point["system"] == "triolet_recorded":
+            point["ratios"] = {
+                system: divide(point, theirs)
+                for system in ("triolet", "chainlit", "bare")
+                if (theirs := find(system, point)) is not None
+            }
+            continue
+        ours = find("triolet", point)
+        if ours is not None:
+            point["ratios"] = divide(ours, point)
+        if recorded is not None:
+            point["recorded_ratios"] = divide(recorded, point)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure every (scenario, sessions, system) point; return the JSON result."""
     from . import _servers
     from ._scenarios import RUNNERS, Options
-    from ._stats import ratios
     from ._targets import ServerOptions, open_target
 
     scenarios = _scenarios(args.scenario)
     counts = [int(n) for n in _csv(args.sessions)]
-    systems = _systems(args.compare)
+    # A running server (--url) is measured as it is configured: no second, recorded one.
+    systems = _systems(args.compare, recorded=args.recorded and not args.url)
     if args.url:
         _servers.check_loopback(args.url, allow_remote=args.allow_remote)
     fd_limit = _servers.raise_fd_limit()
@@ -161,7 +219,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for scenario, sessions, system in plan:
             point: dict[str, Any] = {"scenario": scenario, "sessions": sessions, "system": system}
             if scenario not in SUPPORTED[system]:
-                point["skipped"] = f"{system} has no {scenario} scenario"
+                point["skipped"] = _skip_reason(system, scenario)
                 points.append(point)
                 progress.advance(overall)
                 continue
@@ -178,22 +236,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             progress.update(task, completed=1.0)
             progress.advance(overall)
             points.append(point)
-    for point in points:
-        if point["system"] != "triolet":
-            ours = next(
-                (
-                    p
-                    for p in points
-                    if p["system"] == "triolet"
-                    and p["scenario"] == point["scenario"]
-                    and p["sessions"] == point["sessions"]
-                ),
-                None,
-            )
-            if ours is not None and "error" not in point and "skipped" not in point:
-                point["ratios"] = {
-                    k: v for k, v in ratios(ours, point, RATIO_KEYS).items() if v is not None
-                }
+    _add_ratios(points)
     result: dict[str, Any] = {
         "meta": {
             "scenarios": scenarios,
@@ -203,6 +246,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "warmup_s": args.warmup,
             "duration_s": args.duration,
             "processes": options.processes,
+            "triolet_storage_record": False if args.url is None else "as configured",
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "fd_limit": fd_limit,
@@ -214,8 +258,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result[point["system"]] = {
             k: v for k, v in point.items() if k not in ("scenario", "sessions", "system")
         }
-    result["ratios"] = {
-        p["system"]: p["ratios"] for p in first if p["system"] != "triolet" and "ratios" in p
+    others = [p for p in first if p["system"] in ("chainlit", "bare")]
+    result["ratios"] = {p["system"]: p["ratios"] for p in others if "ratios" in p}
+    result["recorded_ratios"] = {
+        p["system"]: p["recorded_ratios"] for p in others if "recorded_ratios" in p
     }
     if "triolet" in result:
         result["triolet"]["ratios"] = dict(result["ratios"])
@@ -265,6 +311,8 @@ def _print_table(result: dict[str, Any]) -> None:
         "p50_ms",
         "p99_ms",
         "server_cpu_us_per_msg",
+        "server_cpu_share",
+        "loadgen_cpu_share_max",
         "ttft_p50_ms",
         "rss_per_session_kb",
         "rss_growth_per_cycle_kb",

@@ -51,11 +51,23 @@ class Target:
     pid: int | None
     venv: Path | None = None
     ack_config: str | None = None
+    recorded: bool | None = None  # storage.record of a Triolet the suite started
 
     def loadgen_command(
-        self, mode: str, sessions: int, offset: int, warmup: float, duration: float, tokens: int
+        self,
+        mode: str,
+        sessions: int,
+        offset: int,
+        warmup: float,
+        duration: float,
+        tokens: int,
+        sync: bool = False,
     ) -> list[str]:
-        """The command line of one load-generator process against this server."""
+        """The command line of one load-generator process against this server.
+
+        ``sync``: the generator connects, says ``ready``, and starts on ``go EPOCH``
+        (see benchmarks/_loadgen.py), so every generator measures the same window.
+        """
         if self.system == "chainlit":
             from .chainlit import loadgen_command
 
@@ -68,8 +80,9 @@ class Target:
                 duration=duration,
                 tokens=tokens,
                 venv=self.venv,
+                sync=sync,
             )
-        protocol = "bare" if self.system == "bare" else "triolet"
+        protocol = "bare" if self.system == "bare" else "triolet"  # either Triolet
         return [
             sys.executable,
             "-m",
@@ -90,6 +103,7 @@ class Target:
             str(duration),
             "--tokens",
             str(tokens),
+            *(["--sync"] if sync else []),
         ]
 
 
@@ -107,8 +121,15 @@ def _uses_sqlite(config: Path) -> bool:
     return load_config(config).storage.backend == "sqlite"
 
 
-def _scenario_env(scenario: str, options: ServerOptions, scratch: Path) -> dict[str, str]:
+def _scenario_env(
+    scenario: str, options: ServerOptions, scratch: Path, *, record: bool = False
+) -> dict[str, str]:
+    """The ``TRIOLET__`` overrides for one point: scratch storage, scenario settings, and
+    ``storage.record`` (off for the headline ``triolet``, on for ``triolet_recorded``;
+    ``durable`` is always recorded: its acks wait for storage)."""
     env = dict(options.extra_env)
+    record = record or scenario == "durable"
+    env["TRIOLET__STORAGE__RECORD"] = "true" if record else "false"
     if _uses_sqlite(options.config):
         # A fresh embedded database per server: two servers never share one SQLite file
         # or journal (the second would fail to start), and no run sees another's rows.
@@ -135,22 +156,24 @@ def _scenario_env(scenario: str, options: ServerOptions, scratch: Path) -> dict[
 @contextlib.contextmanager
 def open_target(system: str, scenario: str, options: ServerOptions) -> Iterator[Target]:
     """Start (or attach to) ``system`` for one measured point of ``scenario``; stop it after."""
-    if system == "triolet" and options.url is not None:
+    triolet = system in ("triolet", "triolet_recorded")
+    if triolet and options.url is not None:
         url = ws_url(_servers.check_loopback(options.url, allow_remote=options.allow_remote))
         pid = options.server_pid or _servers.listening_pid(url)
-        yield Target("triolet", url, pid)
+        yield Target(system, url, pid)
         return
     port = _servers.free_port()
-    if system == "triolet":
+    if triolet:
         scratch = Path(tempfile.mkdtemp(prefix="triolet-bench-"))
-        env = _scenario_env(scenario, options, scratch)
+        env = _scenario_env(scenario, options, scratch, record=system == "triolet_recorded")
         process = _servers.start_triolet(port, options.config, env)
         try:
             yield Target(
-                "triolet",
+                system,
                 f"ws://127.0.0.1:{port}/ws",
                 process.pid,
                 ack_config=env.get("TRIOLET__SERVER__ACK"),
+                recorded=env["TRIOLET__STORAGE__RECORD"] == "true",
             )
         finally:
             _servers.stop(process)

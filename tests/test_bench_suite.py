@@ -12,7 +12,10 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +24,9 @@ from conftest import require_service
 from triolet._cli import build_parser as cli_parser
 from triolet.benchmarks import _servers
 from triolet.benchmarks._report import render
-from triolet.benchmarks._suite import build_parser, run
-from triolet.benchmarks._targets import ServerOptions, open_target
+from triolet.benchmarks._scenarios import Options, drive
+from triolet.benchmarks._suite import _add_ratios, _systems, build_parser, run
+from triolet.benchmarks._targets import ServerOptions, Target, _scenario_env, open_target
 from triolet.benchmarks.apps.app import stream_request
 from triolet.benchmarks.chainlit import ChainlitSetupError, ensure_chainlit_venv
 
@@ -97,13 +101,145 @@ def test_compare_bare_prints_one_json_object_with_ratios() -> None:
     )
     assert out.returncode == 0, out.stderr.decode(errors="replace")[-2000:]
     result = json.loads(out.stdout)  # one object, nothing else on stdout
-    for system in ("triolet", "bare"):
+    for system in ("triolet", "triolet_recorded", "bare"):
         assert result[system].keys() >= HEADLINE
         assert result[system]["msgs_per_s"] > 0, result[system]
+        # Every generator's CPU over the measured window, so a saturated one shows.
+        shares = result[system]["loadgen_cpu_shares"]
+        assert len(shares) == 1 and 0 < shares[0] <= 1.5, result[system]
+        assert result[system]["loadgen_cpu_share_max"] == pytest.approx(shares[0], abs=0.01)
+        assert 0 < result[system]["server_cpu_share"] <= 2.5
+    assert result["meta"]["triolet_storage_record"] is False
     assert result["ratios"]["bare"].keys() >= HEADLINE
     assert result["bare"]["ratios"] == result["ratios"]["bare"]
     expected = result["triolet"]["msgs_per_s"] / result["bare"]["msgs_per_s"]
     assert result["ratios"]["bare"]["msgs_per_s"] == pytest.approx(expected, rel=0.01)
+    recorded = result["triolet_recorded"]
+    assert result["recorded_ratios"]["bare"] == result["bare"]["recorded_ratios"]
+    assert recorded["ratios"]["bare"] == result["recorded_ratios"]["bare"]
+    expected = recorded["msgs_per_s"] / result["triolet"]["msgs_per_s"]
+    assert recorded["ratios"]["triolet"]["msgs_per_s"] == pytest.approx(expected, rel=0.01)
+
+
+def test_triolet_runs_unrecorded_and_recorded(tmp_path: Path) -> None:
+    """The headline Triolet stores nothing (as Chainlit without a data layer); the recorded
+    twin and every ``durable`` point store (durable acks wait for storage)."""
+    options = ServerOptions()
+    env = _scenario_env("echo", options, tmp_path)
+    assert env["TRIOLET__STORAGE__RECORD"] == "false"
+    assert _scenario_env("echo", options, tmp_path, record=True)["TRIOLET__STORAGE__RECORD"] == (
+        "true"
+    )
+    durable = _scenario_env("durable", options, tmp_path)
+    assert durable["TRIOLET__STORAGE__RECORD"] == "true"
+    assert durable["TRIOLET__SERVER__ACK"] == "durable"
+    with open_target("triolet", "echo", options) as target:
+        assert target.recorded is False
+        assert _welcome(target.url)["ack_mode"] == "received"
+    with open_target("triolet_recorded", "echo", options) as target:
+        assert target.recorded is True and target.system == "triolet_recorded"
+
+
+def _welcome(url: str) -> dict[str, Any]:
+    import trio
+    from trio_websocket import open_websocket_url
+
+    async def hello() -> dict[str, Any]:
+        with trio.fail_after(10):
+            return await _first_welcome(url)
+
+    async def _first_welcome(url: str) -> dict[str, Any]:
+        async with open_websocket_url(url) as ws:
+            await ws.send_message(json.dumps({"type": "hello", "version": 1}))
+            while True:
+                frame = json.loads(await ws.get_message())
+                for event in frame if isinstance(frame, list) else [frame]:
+                    if event.get("type") == "welcome":
+                        return dict(event)
+
+    return trio.run(hello)
+
+
+def test_which_systems_run() -> None:
+    def systems(*argv: str) -> list[str]:
+        args = build_parser().parse_args([*argv, *SHORT])
+        return _systems(args.compare, recorded=args.recorded and not args.url)
+
+    assert systems("--compare", "chainlit,bare") == [
+        "triolet",
+        "triolet_recorded",
+        "chainlit",
+        "bare",
+    ]
+    assert systems("--no-recorded", "--compare", "bare") == ["triolet", "bare"]
+    # A running server is measured as configured: there is no second one to record.
+    assert systems("--url", "ws://127.0.0.1:1/ws") == ["triolet"]
+
+
+def test_ratios_for_both_triolets() -> None:
+    def point(system: str, msgs: float, **extra: Any) -> dict[str, Any]:
+        return {"scenario": "echo", "sessions": 5, "system": system, "msgs_per_s": msgs, **extra}
+
+    points = [
+        point("triolet", 800.0),
+        point("triolet_recorded", 600.0),
+        point("chainlit", 40.0),
+        point("bare", 1000.0),
+        {"scenario": "echo", "sessions": 5, "system": "durable-less", "skipped": "n/a"},
+    ]
+    _add_ratios(points)
+    by = {p["system"]: p for p in points}
+    assert by["chainlit"]["ratios"] == {"msgs_per_s": 20.0}
+    assert by["chainlit"]["recorded_ratios"] == {"msgs_per_s": 15.0}
+    assert by["bare"]["ratios"] == {"msgs_per_s": 0.8}
+    assert by["triolet_recorded"]["ratios"] == {
+        "triolet": {"msgs_per_s": 0.75},
+        "chainlit": {"msgs_per_s": 15.0},
+        "bare": {"msgs_per_s": 0.6},
+    }
+    assert "ratios" not in by["triolet"] and "ratios" not in by["durable-less"]
+
+
+@dataclass
+class _ChattyTarget(Target):
+    """A stand-in server whose generators report far more than a pipe holds (~1 MB)."""
+
+    def loadgen_command(
+        self,
+        mode: str,
+        sessions: int,
+        offset: int,
+        warmup: float,
+        duration: float,
+        tokens: int,
+        sync: bool = False,
+    ) -> list[str]:
+        assert sync  # the suite always starts its generators together
+        script = (
+            "import json, sys\n"
+            "print('ready', json.dumps({'held': SESSIONS, 'failed': 0}), flush=True)\n"
+            "assert sys.stdin.readline().startswith('go ')\n"
+            "n = 150_000\n"
+            "print(json.dumps({'messages': n, 'total_messages': n, 'cpu_s': 0.1,"
+            " 'latencies_ms': [1.234] * n}))\n"
+        ).replace("SESSIONS", str(sessions))
+        return [sys.executable, "-c", script]
+
+
+def test_drive_reads_reports_larger_than_a_pipe() -> None:
+    """A generator's report can exceed the pipe's 64 KiB (a fast run's latencies): the suite
+    must read while it waits, or the generator blocks on its last write forever."""
+    target = _ChattyTarget("triolet", "ws://127.0.0.1:1/ws", None)
+    options = Options(warmup=0.05, duration=0.2, processes=2)
+    started = time.monotonic()
+    result = drive(target, {"echo": 4}, options, lambda fraction: None)
+    assert time.monotonic() - started < 20
+    assert result["echo"]["messages"] == 300_000
+    assert len(result["echo"]["latencies_ms"]) == 300_000
+    assert len(result["echo"]["loadgen_cpu_shares"]) == 2
+    window = result["_server"]
+    assert window["cpu_s"] is None  # no server process here
+    assert window["wall_s"] == pytest.approx(0.2, abs=0.15)
 
 
 def test_only_loopback_unless_allowed() -> None:

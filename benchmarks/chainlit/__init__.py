@@ -60,13 +60,15 @@ def loadgen_command(
     duration: float = 5.0,
     tokens: int = 20,
     venv: Path | None = None,
+    sync: bool = False,
 ) -> list[str]:
     """The command line of one Chainlit load-generator process.
 
     ``url`` is the server's base URL (`ChainlitServer.url`); ``mode`` is ``echo``,
     ``stream`` (``tokens`` must match the server's) or ``idle`` (prints ``ready``,
     holds the sessions until its stdin closes). Run several side by side with
-    distinct ``offset`` values, as with benchmarks/_loadgen.py.
+    distinct ``offset`` values, as with benchmarks/_loadgen.py; ``sync`` makes it
+    wait for ``go EPOCH`` on stdin after connecting (the suite's common window).
     """
     if mode not in {"echo", "stream", "idle"}:
         raise ValueError(f"mode must be 'echo', 'stream' or 'idle', not {mode!r}")
@@ -87,4 +89,5 @@ def loadgen_command(
         str(duration),
         "--tokens",
         str(tokens),
+        *(["--sync"] if sync else []),
     ]

@@ -23,9 +23,11 @@ first ``stream_token`` call arrives inside it), ``stream_token`` events, then th
 ``--tokens`` tokens came. Engine.IO pings are answered in line. On leaving, the
 session emits ``clear_session`` as the webapp does, so Chainlit frees it at once.
 
-Like benchmarks/_loadgen.py: only messages sent after ``--warmup`` count, and
-the process prints one JSON object (``messages``, ``total_messages``,
-``latencies_ms``, ``cpu_s``, ``window_s``, plus ``ttft_ms`` in stream mode).
+Like benchmarks/_loadgen.py: only messages sent after ``--warmup`` count (with
+``--sync``: connect, print ``ready {...}``, start on the parent's ``go EPOCH`` and
+count what is sent from EPOCH for ``--duration``), and the process prints one
+JSON object (``messages``, ``total_messages``, ``latencies_ms``, ``cpu_s``,
+``window_s``, plus ``ttft_ms`` in stream mode).
 ``--mode idle`` opens the sessions, prints ``ready``, and holds them until its
 standard input closes.
 """
@@ -242,20 +244,52 @@ class Session:
 # -- the load --------------------------------------------------------------------------------
 
 
+class Window:
+    """When the load starts and which messages count (``perf_counter``), as in _loadgen.py.
+
+    Without ``--sync`` the sessions start as soon as they are connected; with it they wait
+    for the parent's ``go EPOCH`` line, after every generator printed ``ready``.
+    """
+
+    def __init__(self, sessions: int) -> None:
+        self.sessions = sessions
+        self.go = asyncio.Event()
+        self.all_arrived = asyncio.Event()
+        self.connecting = asyncio.Semaphore(IDLE_CONNECT_CONCURRENCY)
+        self.arrived = self.failed_early = 0
+        self.begin = self.end = 0.0
+
+    def arrive(self, ok: bool) -> None:
+        self.arrived += 1
+        self.failed_early += 0 if ok else 1
+        if self.arrived >= self.sessions:
+            self.all_arrived.set()
+
+    def start(self, begin: float, duration: float) -> None:
+        self.begin, self.end = begin, begin + duration
+        self.go.set()
+
+
 async def _run_session(
     http: aiohttp.ClientSession,
     args: argparse.Namespace,
     index: int,
-    start: float,
-    end: float,
+    window: Window,
     latencies: list[float],
     ttfts: list[float],
     counts: list[int],
 ) -> None:
-    session = await Session.open(http, args.url)
     try:
+        async with window.connecting:
+            session = await Session.open(http, args.url)
+    except BaseException:
+        window.arrive(ok=False)
+        raise
+    window.arrive(ok=True)
+    try:
+        await window.go.wait()
         n = 0
-        while time.perf_counter() < end:
+        while time.perf_counter() < window.end:
             n += 1
             text = f"s{index}m{n}"
             sent = time.perf_counter()
@@ -265,7 +299,8 @@ async def _run_session(
                 await session.echo(text)
             done = time.perf_counter()
             counts[0] += 1
-            if sent >= start + args.warmup:
+            if sent >= window.begin:
+                counts[1] += 1
                 latencies.append((done - sent) * 1000)
                 if args.mode == "stream":
                     ttfts.append((first - sent) * 1000)
@@ -279,24 +314,45 @@ def _http() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
 
+async def _wait_for_go(window: Window, args: argparse.Namespace) -> None:
+    """``--sync``: print ``ready`` once every session is connected; start on ``go EPOCH``."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CONNECT_TIMEOUT + args.sessions / 10):
+            await window.all_arrived.wait()
+    ready = {"held": window.arrived - window.failed_early, "failed": window.failed_early}
+    print("ready", json.dumps(ready), flush=True)
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    word, _, when = line.strip().partition(" ")
+    if word != "go":  # the parent went away: start anyway, so the run ends by itself
+        when = repr(time.time() + args.warmup)
+    window.start(float(when) - time.time() + time.perf_counter(), args.duration)
+
+
 async def _load(args: argparse.Namespace) -> dict[str, Any]:
     latencies: list[float] = []
     ttfts: list[float] = []
-    counts = [0]
-    start = time.perf_counter()
-    end = start + args.warmup + args.duration
+    counts = [0, 0]  # all messages, messages in the window
+    window = Window(args.sessions)
+    if not args.sync:  # warm-up counted from this process's start
+        window.start(time.perf_counter() + args.warmup, args.duration)
     async with (
-        asyncio.timeout(args.warmup + args.duration + GRACE),
+        asyncio.timeout(None) as deadline,
         _http() as http,
         asyncio.TaskGroup() as group,
     ):
+        loop = asyncio.get_running_loop()
+        if not args.sync:
+            deadline.reschedule(loop.time() + args.warmup + args.duration + GRACE)
         for index in range(args.sessions):
             group.create_task(
-                _run_session(http, args, args.offset + index, start, end, latencies, ttfts, counts)
+                _run_session(http, args, args.offset + index, window, latencies, ttfts, counts)
             )
+        if args.sync:
+            await _wait_for_go(window, args)
+            deadline.reschedule(loop.time() + window.end - time.perf_counter() + GRACE)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     report: dict[str, Any] = {
-        "messages": len(latencies),
+        "messages": counts[1],
         "total_messages": counts[0],
         "latencies_ms": [round(x, 3) for x in latencies],
         "cpu_s": usage.ru_utime + usage.ru_stime,
@@ -357,6 +413,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--tokens", type=int, default=20, help="tokens per reply (stream mode)")
+    parser.add_argument(
+        "--sync",
+        action="store_true",
+        help="connect, print 'ready {...}', start on a 'go EPOCH' line on stdin (window start)",
+    )
     args = parser.parse_args(argv)
     _raise_fd_limit()
     if args.mode == "idle":
