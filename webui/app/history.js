@@ -42,7 +42,7 @@ export class History {
     });
     this.list.addEventListener("click", (e) => this.onClick(e));
     this.list.addEventListener("keydown", (e) => {
-      if (e.key === "Escape" && e.target.matches("[data-rename-input]")) this.render();
+      if (e.key === "Escape" && e.target.matches("[data-rename-input]")) this.closeRename();
     });
     this.list.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -117,8 +117,14 @@ export class History {
   }
 
   render() {
+    // A rename in progress survives a background refresh (new messages refresh the list): the
+    // open form, with what was typed and the focus, is kept in place of that thread's row.
+    const editing = this.list.querySelector("form.rename-form");
+    const editingId = editing && editing.querySelector("[data-rename-input]").dataset.renameInput;
+    const hadFocus = editing && editing.contains(document.activeElement) ? document.activeElement : null;
     this.list.replaceChildren(
       ...this.threads.map((thread) => {
+        if (thread.id === editingId) return h("li", { "data-thread": thread.id }, [editing]);
         const name = thread.name || t("history.untitled");
         const when = thread.updated_at ? new Date(thread.updated_at * 1000).toLocaleString() : "";
         return h("li", { "data-thread": thread.id }, [
@@ -128,6 +134,14 @@ export class History {
         ]);
       }),
     );
+    if (hadFocus && hadFocus.isConnected) hadFocus.focus();
+  }
+
+  /** Close an open rename form (Escape, or after saving) by drawing the list again. */
+  closeRename() {
+    const form = this.list.querySelector("form.rename-form");
+    if (form) form.remove();
+    this.render();
   }
 
   async onClick(event) {
@@ -160,6 +174,8 @@ export class History {
   }
 
   async rename(id, name) {
+    const form = this.list.querySelector("form.rename-form");
+    if (form) form.remove(); // saved: the refresh below draws the row with its new name
     if (name) {
       try {
         await this.api.json(`/api/threads/${encodeURIComponent(id)}`, { method: "PATCH", body: { name }, scope: this.scopeOf(id) });

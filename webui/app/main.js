@@ -121,4 +121,4 @@ chat.input.focus();
 // Re-render code blocks once highlighting is available (messages shown before it stay plain).
 languagesReady.then(() => chat.list.nodes.size && chat.cache.clear());
 // For tests and debugging: the live objects (no secrets in them).
-window.triolet = { chat, ui };
+window.triolet = { chat, ui, get history() { return history; } };
