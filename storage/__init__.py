@@ -59,6 +59,7 @@ from ._migrations import LATEST as LATEST_SCHEMA_VERSION
 from ._migrations import SchemaStatus
 from ._names import content_disposition, sanitize_filename
 from ._open import open_backend, status, upgrade
+from ._pending import PendingElements
 from ._persistence import DEFAULT_LANE_CAPACITY, Persistence, SessionRecorder
 from ._postgres import PostgresBackend
 from ._records import (
@@ -121,6 +122,7 @@ __all__ = [
     "Limits",
     "LocalFileStore",
     "MigrationError",
+    "PendingElements",
     "Persistence",
     "PersistenceWriter",
     "PostgresBackend",

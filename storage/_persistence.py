@@ -39,7 +39,11 @@ handed over once the copy is done, carrying the ``storage_key`` that ``GET
 /api/elements/{id}`` serves from, after a restart too. A refused or failed copy is stored
 without a key and with the reason in its metadata (``file_error``), and logged. URL and
 inline elements are records like any other. A session with ``copy_limit`` copies waiting
-is pushed back like one with a full lane.
+is pushed back like one with a full lane. From the moment the session sends it until the
+batch holding its record is committed (or spilled, or failed), the element's id is in
+``pending_elements`` (`PendingElements`, bounded): a download waits for such an id, and
+for no other, so a client fetching an element the moment it gets its URL is served, and a
+request for an unknown id is answered at once.
 
 Memory is bounded: per live session at most ``lane_capacity`` records waiting in its lane,
 plus the current turn's records (at most ``write_records``) and whatever a hook publishes
@@ -53,6 +57,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -62,6 +67,7 @@ from triolet.actors.lowlevel import ReplySlot
 from triolet.supervisor.session import Command, ElementSent, SessionEvent, TaskEnded
 
 from ._event_records import EventRecorder, command_records
+from ._pending import DEFAULT_PENDING_ELEMENTS, PendingElements
 from ._records import ElementRecord, Record
 from ._writer import COPY_TIMEOUT, DEFAULT_STORE_TIMEOUT, Write
 
@@ -311,6 +317,7 @@ class Persistence:
         durable_timeout: float | None = DEFAULT_STORE_TIMEOUT,
         files: FileStore | None = None,
         copy_limit: int = DEFAULT_COPY_LIMIT,
+        pending_elements: int = DEFAULT_PENDING_ELEMENTS,
     ) -> None:
         if lane_capacity < 1 or write_records < 1 or copy_limit < 1:
             raise ValueError("lane_capacity, write_records and copy_limit must be at least 1")
@@ -323,6 +330,8 @@ class Persistence:
         #: set it before the writer starts (its pump starts the copier)
         self.files = files
         self.copy_limit = copy_limit
+        #: ids of elements whose bytes or record are on their way (what a download waits for)
+        self.pending_elements = PendingElements(pending_elements)
         self._copies: collections.deque[tuple[SessionRecorder, ElementSent, ElementRecord]] = (
             collections.deque()
         )
@@ -474,6 +483,8 @@ class Persistence:
 
     def _copy(self, recorder: SessionRecorder, event: ElementSent, element: ElementRecord) -> None:
         recorder._lane.copies += 1
+        # Before the client can have its URL: the event reaches the connection after this.
+        self.pending_elements.add(element.id)
         self._copies.append((recorder, event, element))
         self._copy_wake.set()
 
@@ -492,7 +503,7 @@ class Persistence:
             lane = recorder._lane
             lane.copies -= 1
             lane.notify()
-            recorder._enqueue(Write([record]))
+            recorder._enqueue(Write([record], done=partial(self.pending_elements.done, record.id)))
 
     async def copies_done(self) -> None:
         """Return once no element copy is waiting (the writer's shutdown, before `drain`)."""

@@ -23,6 +23,7 @@ from triolet._exceptions import AuthError
 from triolet.storage import (
     FileLimits,
     LocalFileStore,
+    PendingElements,
     Persistence,
     SessionRecorder,
     StorageBackend,
@@ -56,6 +57,8 @@ class StorageHarness:
     backend: StorageBackend
     files: LocalFileStore
     base_url: str
+    #: the elements a download may wait for (`Persistence.pending_elements` in a server)
+    pending: PendingElements
 
     async def new_session(self, user: str | None = None) -> str:
         headers = bearer(user) if user else {}
@@ -84,8 +87,8 @@ async def storage_server(
 ) -> AsyncIterator[StorageHarness]:
     async with open_backend(url) as backend, open_actor_system(shutdown_timeout=10.0) as system:
         router = Router(Chat, authenticator=TokenAuthenticator())
+        persistence = Persistence()
         if with_writer:
-            persistence = Persistence()
             router.recorders = partial(_recorder, persistence)
             await system.spawn(
                 writer_spec(backend, persistence=persistence, ack="durable", batch_delay=0.005)
@@ -98,6 +101,7 @@ async def storage_server(
             headless=True,
             storage=backend if with_storage else None,
             files=files if with_files else None,
+            pending_elements=persistence.pending_elements,
         )
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
@@ -105,5 +109,7 @@ async def storage_server(
                 partial(serve, app, host="127.0.0.1", port=0, shutdown_trigger=stop.wait)
             )
             async with httpx.AsyncClient(base_url=binds[0], timeout=30.0) as client:
-                yield StorageHarness(client, router, backend, files, binds[0])
+                yield StorageHarness(
+                    client, router, backend, files, binds[0], persistence.pending_elements
+                )
             stop.set()

@@ -330,3 +330,62 @@ async def test_element_download_is_scoped_to_its_thread(h: StorageHarness) -> No
     assert (inline.status_code, inline.json()["error"]) == (404, "not_found")
     detail = (await h.client.get(f"/api/threads/{session}", params={"session": session})).json()
     assert {e["id"]: e["url"] for e in detail["elements"]}["e_1"] == "/api/elements/e_1"
+
+
+@pytest.fixture
+def element_queries(h: StorageHarness, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The element ids the download route looked up in the database, in order."""
+    queries: list[str] = []
+    lookup = h.backend.get_element
+
+    async def counted(owner: str, element_id: str) -> ElementRecord:
+        queries.append(element_id)
+        return await lookup(owner, element_id)
+
+    monkeypatch.setattr(h.backend, "get_element", counted)
+    return queries
+
+
+async def test_an_unknown_element_is_404_after_one_lookup(
+    h: StorageHarness, element_queries: list[str]
+) -> None:
+    # An id of the session's shape that nothing is storing: no waiting, no polling (the
+    # route used to query up to ~20 times over 2 s for any unknown "e_..." id).
+    session = await h.new_session()
+    for element_id in ("e_nothing", "e_" + "x" * 100, "other"):
+        got = await h.client.get(f"/api/elements/{element_id}", params={"session": session})
+        assert (got.status_code, got.json()["error"]) == (404, "not_found")
+    assert element_queries == ["e_nothing", "e_" + "x" * 100, "other"]
+
+
+async def test_a_pending_element_is_served_once_stored(
+    h: StorageHarness, element_queries: list[str]
+) -> None:
+    # The client has the URL before the row and bytes are stored: the session's storage
+    # registered the id as on its way, and the download waits for it, then looks it up once.
+    session = await h.new_session()
+    image = png()
+    key = (await upload(h, session, ("late.png", image, "image/png"))).json()["files"][0]["id"]
+    h.pending.add("e_late")
+    answers: list[httpx.Response] = []
+
+    async def fetch() -> None:
+        answers.append(await h.client.get("/api/elements/e_late", params={"session": session}))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fetch)
+        while not h.pending.waiters("e_late"):  # noqa: ASYNC110 (the server task's state)
+            await trio.sleep(0.005)
+        assert answers == [] and element_queries == []
+        owner = anonymous_owner(session)
+        await h.backend.write_batch(
+            [
+                ThreadRecord(id=session, user_id=owner),
+                ElementRecord(
+                    id="e_late", thread_id=session, kind="image", name="late.png", storage_key=key
+                ),
+            ]
+        )
+        h.pending.done("e_late")
+    assert answers[0].status_code == 200 and answers[0].content == image
+    assert element_queries == ["e_late"] and "e_late" not in h.pending

@@ -47,7 +47,13 @@ from werkzeug.sansio.multipart import (
 )
 
 from triolet._exceptions import StorageError, ThreadNotFound, UnknownFile, UploadRejected
-from triolet.storage import FileStore, StorageBackend, StoredFile, content_disposition
+from triolet.storage import (
+    FileStore,
+    PendingElements,
+    StorageBackend,
+    StoredFile,
+    content_disposition,
+)
 from triolet.supervisor.router import Router, User
 
 from ._http import PROBLEM_JSON, ServerState, _Problem
@@ -257,9 +263,9 @@ def _problem_body(exc: _Problem, extra: Mapping[str, Any] | None = None) -> byte
     return json.dumps({"error": exc.code, "detail": exc.detail, **(extra or {})}).encode()
 
 
-#: Seconds a download of an element not stored yet waits for it (see `download_element`).
+#: Seconds a download of an element still on its way to storage waits for it (see
+#: `download_element`).
 ELEMENT_WAIT: Final = 2.0
-_ELEMENT_POLL: Final = 0.025
 
 
 class FilesApi:
@@ -273,12 +279,15 @@ class FilesApi:
         storage: StorageBackend | None = None,
         state: ServerState | None = None,
         limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
+        pending: PendingElements | None = None,
     ) -> None:
         self.router = router
         self.files = files
         self.storage = storage
         self.state = state
         self.limits = limits
+        #: elements on their way to storage (`Persistence.pending_elements`)
+        self.pending = pending
 
     def register(self, app: QuartTrio) -> None:
         app.add_url_rule(
@@ -455,23 +464,20 @@ class FilesApi:
         if self.storage is None:
             raise _Problem(404, "not_found", "this server stores no elements")
         storage = self.storage
-        # A client gets an element's URL the moment the session sends it; its row (and its
-        # bytes, copied into the file store first) reach the database a few milliseconds
-        # later. A fetch that races them waits a little for an id of the session's shape.
-        deadline = trio.current_time() + (ELEMENT_WAIT if element_id.startswith("e_") else 0)
-        delay = _ELEMENT_POLL
-        while True:
-            try:
-                with trio.fail_after(STORAGE_TIMEOUT):
-                    element = await storage.get_element(caller.owner, element_id)
-                break
-            except ThreadNotFound:
-                if trio.current_time() + delay > deadline:
-                    raise _Problem(404, "not_found", f"no element {element_id!r}") from None
-            except (trio.TooSlowError, StorageError):
-                raise _Problem(503, "storage_unavailable", "the database did not answer") from None
-            await trio.sleep(delay)
-            delay = min(4 * _ELEMENT_POLL, 2 * delay)
+        # A client gets an element's URL the moment the session sends it; its bytes (copied
+        # into the file store first) and its row reach storage a few milliseconds later.
+        # A fetch that races them waits for them, with a deadline, but only for an element
+        # this process has on its way (`PendingElements`): any other id is looked up once
+        # and answered at once, so an unknown id costs one query, not seconds of polling.
+        if self.pending is not None:
+            await self.pending.wait(element_id, ELEMENT_WAIT)
+        try:
+            with trio.fail_after(STORAGE_TIMEOUT):
+                element = await storage.get_element(caller.owner, element_id)
+        except ThreadNotFound:
+            raise _Problem(404, "not_found", f"no element {element_id!r}") from None
+        except (trio.TooSlowError, StorageError):
+            raise _Problem(503, "storage_unavailable", "the database did not answer") from None
         if element.storage_key is None:
             raise _Problem(404, "not_found", f"element {element_id!r} has no stored bytes")
         info = await self.stat(element.storage_key)
@@ -526,11 +532,23 @@ def register_storage_api(
     files: FileStore | None,
     state: ServerState | None = None,
     upload_limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
+    pending_elements: PendingElements | None = None,
 ) -> None:
-    """Add the thread routes (with ``storage``) and the file routes (with ``files``) to ``app``."""
+    """Add the thread routes (with ``storage``) and the file routes (with ``files``) to ``app``.
+
+    ``pending_elements`` are the elements an element download may wait for (see
+    `FilesApi.download_element`); without it a download never waits.
+    """
     from ._threads_api import ThreadsApi
 
     if storage is not None:
         ThreadsApi(router, storage).register(app)
     if files is not None:
-        FilesApi(router, files, storage=storage, state=state, limits=upload_limits).register(app)
+        FilesApi(
+            router,
+            files,
+            storage=storage,
+            state=state,
+            limits=upload_limits,
+            pending=pending_elements,
+        ).register(app)

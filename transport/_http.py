@@ -68,7 +68,7 @@ from ._prometheus import CONTENT_TYPE, ChannelMetrics, MetricsSource, render_met
 from ._sse import DEFAULT_SSE_BUFFER, TurnFeed, event_json, sse_comment, sse_frame
 
 if TYPE_CHECKING:
-    from triolet.storage import FileStore, StorageBackend
+    from triolet.storage import FileStore, PendingElements, StorageBackend
 
     from ._ui_api import UISettings
 
@@ -247,6 +247,7 @@ def create_http_app(
     storage: StorageBackend | None = None,
     files: FileStore | None = None,
     ui: UISettings | None = None,
+    pending_elements: PendingElements | None = None,
 ) -> QuartTrio:
     """The quart-trio app serving the headless API, health, ``/metrics`` and ``/openapi.json``.
 
@@ -255,7 +256,8 @@ def create_http_app(
     counters, as ``{"ws": ...}``). ``state`` is shared with `serve`, which flips it to draining.
     Unless ``headless``, ``/`` serves the web UI and ``/ui/...`` its files (`triolet.webui`).
     With ``storage`` the stored-thread routes are served (``_threads_api.py``), with ``files``
-    the upload and download routes (``_files_api.py``).
+    the upload and download routes (``_files_api.py``); an element download waits only for
+    an id in ``pending_elements`` (the elements `Persistence` is storing).
     """
     app = QuartTrio(__name__)
     app.config.update(
@@ -300,7 +302,14 @@ def create_http_app(
     if storage is not None or files is not None:
         from ._files_api import register_storage_api  # they import this module
 
-        register_storage_api(app, router, storage=storage, files=files, state=api.state)
+        register_storage_api(
+            app,
+            router,
+            storage=storage,
+            files=files,
+            state=api.state,
+            pending_elements=pending_elements,
+        )
     # --- end stored threads and files ---
     # --- the web UI's settings, GET /api/ui (transport/_ui_api.py) ---
     if not headless:

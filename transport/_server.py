@@ -41,7 +41,7 @@ from ._http import DEFAULT_HTTP_LIMITS, HttpLimits, ServerState, create_http_app
 from ._prometheus import ChannelMetrics, MetricsSource
 
 if TYPE_CHECKING:
-    from triolet.storage import FileStore, StorageBackend
+    from triolet.storage import FileStore, PendingElements, StorageBackend
 
     from ._ui_api import UISettings
 
@@ -145,12 +145,15 @@ def create_app(
     storage: StorageBackend | None = None,
     files: FileStore | None = None,
     ui: UISettings | None = None,
+    pending_elements: PendingElements | None = None,
 ) -> TrioletASGI:
     """The whole server's ASGI app: the WebSocket endpoint beside the quart-trio HTTP app.
 
     ``ws_metrics`` (the endpoint's `TransportMetrics`) appears on ``/metrics`` as
     ``transport="ws"``; the HTTP API's own counters as ``transport="http"``. ``storage`` and
-    ``files`` add the stored-thread and file routes (see `create_http_app`).
+    ``files`` add the stored-thread and file routes (see `create_http_app`);
+    ``pending_elements`` (`Persistence.pending_elements`) are the elements an element
+    download may wait for.
     """
     state = ServerState()
     http = create_http_app(
@@ -165,6 +168,7 @@ def create_app(
         storage=storage,
         files=files,
         ui=ui,
+        pending_elements=pending_elements,
     )
     return TrioletASGI(http, websocket, state=state, ws_path=ws_path)
 

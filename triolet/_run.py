@@ -29,6 +29,7 @@ from triolet.storage import (
     FileLimits,
     FileStore,
     LocalFileStore,
+    PendingElements,
     Persistence,
     SessionRecorder,
     StorageBackend,
@@ -127,6 +128,7 @@ class TransportService(ServiceActor):
         durability: Durability | None = None,
         storage: StorageBackend | None = None,
         files: FileStore | None = None,
+        pending_elements: PendingElements | None = None,
     ) -> None:
         self.config = config
         self.router = router
@@ -134,6 +136,7 @@ class TransportService(ServiceActor):
         self.durability = durability
         self.storage = storage
         self.files = files
+        self.pending_elements = pending_elements
         self._stop = trio.Event()
 
     async def run_service(self, *, task_status: trio.TaskStatus[Any]) -> None:
@@ -163,6 +166,7 @@ class TransportService(ServiceActor):
             title=self.config.app.name,
             storage=self.storage,
             files=self.files,
+            pending_elements=self.pending_elements,
             ui=UISettings.from_config(self.config, base_dir=_base_dir(self.config)),
         )
         await serve(
@@ -287,6 +291,7 @@ async def run_app(
                     persistence.durability if durable else None,
                     backend,
                     files,
+                    persistence.pending_elements,
                 ),
                 actor_class=TransportService,
                 shutdown_timeout=supervision.shutdown_timeout + DRAIN_DELAY + 1.0,
