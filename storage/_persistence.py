@@ -45,9 +45,10 @@ batch holding its record is committed (or spilled, or failed), the element's id 
 for no other, so a client fetching an element the moment it gets its URL is served, and a
 request for an unknown id is answered at once.
 
-Memory is bounded: per live session at most ``lane_capacity`` records waiting in its lane,
-plus the current turn's records (at most ``write_records``) and whatever a hook publishes
-without awaiting a receipt; the writer's mailbox holds at most its capacity of `Write`\\ s.
+Memory is bounded: per live session at most ``lane_capacity`` records waiting in its lane
+(``UNAWAITED_FACTOR`` times that for a hook that publishes without ever awaiting a receipt:
+past it its next output call raises `OutputNotAwaited`), plus the current turn's records (at
+most ``write_records``); the writer's mailbox holds at most its capacity of `Write`\\ s.
 """
 
 from __future__ import annotations
@@ -62,9 +63,16 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from triolet._exceptions import MailboxFull, StorageError
+from triolet._exceptions import MailboxFull, OutputNotAwaited, StorageError
 from triolet.actors.lowlevel import ReplySlot
-from triolet.supervisor.session import Command, ElementSent, SessionEvent, TaskEnded
+from triolet.supervisor.session import (
+    Command,
+    ElementSent,
+    SessionEvent,
+    SessionFailed,
+    TaskEnded,
+    TaskStarted,
+)
 
 from ._event_records import EventRecorder, command_records
 from ._pending import DEFAULT_PENDING_ELEMENTS, PendingElements
@@ -90,6 +98,11 @@ logger = logging.getLogger("triolet.storage")
 
 #: Records one session may have waiting for the writer's mailbox before it is pushed back.
 DEFAULT_LANE_CAPACITY: Final = 1024
+#: A lane this many times over its capacity belongs to a hook that never awaits its receipts
+#: (awaiting one waits for room): its next output call raises `OutputNotAwaited`.
+UNAWAITED_FACTOR: Final = 8
+#: Events the session host publishes about a hook, not the hook's output.
+_LIFECYCLE: Final = frozenset({TaskStarted, SessionFailed})
 #: Records of one turn handed to the writer as one `Write`, at most. Bounds the writer's
 #: mailbox in records (its capacity times this) while keeping a hook that publishes
 #: thousands of messages to a few dozen mailbox messages.
@@ -220,6 +233,10 @@ class SessionRecorder:
             return
         if self.closed:
             return
+        lane = self._lane
+        if lane.records >= lane.capacity * UNAWAITED_FACTOR and type(event) not in _LIFECYCLE:
+            # The hook's own output (never the host's report of its crash, which must go out).
+            raise OutputNotAwaited(self.session_id, lane.records)
         records = self.recorder.records_for(event)
         if not records:
             return

@@ -26,11 +26,13 @@ from triolet.storage import (
     Write,
     open_backend,
 )
+from triolet.storage._persistence import UNAWAITED_FACTOR
 from triolet.supervisor import ActorSystem
 from triolet.supervisor.router import Router, User
 from triolet.supervisor.session import (
     MessageSent,
     RecordingOutput,
+    SessionFailed,
     TaskEnded,
     TaskStarted,
     UserMessage,
@@ -201,3 +203,40 @@ async def test_thread_record_carries_the_owner(actor_system: ActorSystem, probe:
     (thread, step) = (await probe.expect_message(Write)).records
     assert thread == ThreadRecord(id="t1", user_id="alice", created_at=thread.created_at)
     assert isinstance(step, StepRecord) and step.thread_id == "t1"
+
+
+class NeverAwaits(SessionActor):
+    """Publishes without ever awaiting a receipt: storage's push-back cannot reach it."""
+
+    async def on_message(self, message: UserMessage) -> None:
+        for index in range(int(message.content)):
+            self.send(f"loose {index}")  # no await: the receipt is dropped on the floor
+
+
+async def test_a_hook_that_never_awaits_is_stopped_before_its_backlog_grows_unbounded(
+    sqlite: StorageBackend,
+) -> None:
+    flaky = FlakyBackend(sqlite)
+    flaky.gate = trio.Event()  # storage stalls
+    persistence = Persistence(lane_capacity=16, write_records=4)
+    async with running_writer(flaky, persistence=persistence, mailbox_size=4, batch_size=8) as (
+        system,
+        _ref,
+        _stats,
+    ):
+        router = routed(NeverAwaits, persistence)
+        await router.start(system)
+        watch = RecordingOutput()
+        handle = await router.open(user=ALICE, subscriber=watch)
+        await handle.deliver(UserMessage(id="c1", content="100000"))
+        failed = await watch.expect(SessionFailed, timeout=30)
+        assert failed.code == "session_error" and "OutputNotAwaited" in failed.message
+        recorder = persistence.find(handle.session_id)
+        assert recorder is not None
+        # Bounded: the lane stopped at its hard limit, far below what the hook tried to send.
+        assert recorder.backlog <= 16 * UNAWAITED_FACTOR + 4 + 1
+        flaky.gate.set()
+    # Nothing that was published is lost: every message before the limit is stored, in order.
+    steps = (await sqlite.get_thread("alice", handle.session_id)).steps
+    loose = [s.content for s in steps if (s.content or "").startswith("loose ")]
+    assert loose == [f"loose {i}" for i in range(len(loose))] and len(loose) >= 16

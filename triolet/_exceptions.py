@@ -17,7 +17,8 @@ The hierarchy::
     │   └── ChildSpecError              a child specification is invalid
     ├── SessionError                    chat sessions and the router (triolet.supervisor.router)
     │   ├── SessionLimitReached         the router already runs its maximum of live sessions
-    │   └── UnknownSession              no session has this id (never did, ended, or forgotten)
+    │   ├── UnknownSession              no session has this id (never did, ended, or forgotten)
+    │   └── OutputNotAwaited            a hook published far more than storage took, never awaiting
     ├── ConfigError                     triolet.toml: file, key, value and expectation
     ├── ProtocolError                   a client frame broke the wire protocol
     │   ├── FrameTooLarge               a frame is over the negotiated maximum
@@ -67,6 +68,7 @@ __all__ = [
     "NameTaken",
     "NoSuchActor",
     "OriginRefused",
+    "OutputNotAwaited",
     "ProtocolError",
     "RecordRejected",
     "SchemaTooNew",
@@ -230,6 +232,25 @@ class UnknownSession(SessionError, LookupError):
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         super().__init__(f"no session {session_id!r}")
+
+
+class OutputNotAwaited(SessionError):
+    """A hook kept publishing without awaiting a single receipt while storage fell behind.
+
+    Storage never drops what a session publishes; it pushes back through the receipts
+    (``await self.send(...)``). A hook that never awaits them would grow its backlog without
+    bound, so past ``limit`` records waiting the next output call raises this instead (the
+    hook fails like any other crash, and nothing already published is lost).
+    """
+
+    def __init__(self, session_id: str, limit: int) -> None:
+        self.session_id = session_id
+        self.limit = limit
+        super().__init__(
+            f"session {session_id!r} has {limit} records waiting for storage and its hook"
+            " never awaits its output: write `await self.send(...)` (every output call"
+            " returns a receipt to await)"
+        )
 
 
 # --- configuration -----------------------------------------------------------
