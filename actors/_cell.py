@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import outcome
 import trio
@@ -44,6 +44,23 @@ if TYPE_CHECKING:
 __all__ = ["ActorCell", "CellState"]
 
 logger = logging.getLogger("triolet.actors")
+
+
+class _NoScope:
+    """What a non-interruptible actor's loop runs in: nothing (one instance serves all)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> bool:
+        # Swallows nothing: True only when there is no exception to swallow. (Typed ``bool``
+        # like a cancel scope's, since both share one ``with`` in `ActorCell.run_loop`.)
+        return exc_info[0] is None
+
+
+_NO_SCOPE: Final = _NoScope()
 
 
 class CellState(enum.StrEnum):
@@ -165,19 +182,57 @@ class ActorCell:
         For an ``interruptible`` actor the loop runs inside one cancel scope that `interrupt`
         cancels; a new scope is made only after an interruption. One scope per handled
         message would cost ~8 µs each (entering and leaving a trio cancel scope), as much
-        as everything else a session does to echo a message.
+        as everything else a session does to echo a message. Other actors run it inside a
+        shared no-op context. One function, not a loop function called from here: every
+        idle actor keeps its whole await chain in memory, one coroutine frame per level.
         """
-        if not actor.interruptible:
-            return await self._loop(actor)
+        interruptible = actor.interruptible
         interrupted = False
+        get = self.mailbox.get
+        handle = actor.handle
+        special = SPECIAL_TYPES
+        stamp = self.idle_timeout is not None
         try:
             while True:
-                with trio.CancelScope() as scope:
+                context: trio.CancelScope | _NoScope = (
+                    trio.CancelScope() if interruptible else _NO_SCOPE
+                )
+                with context as scope:
                     self.interrupt_scope = scope
                     if interrupted:
                         await actor.on_interrupted()
-                    return await self._loop(actor)
-                interrupted = True  # only our own scope's cancellation gets here
+                    while True:
+                        item = await get()
+                        kind = type(item)
+                        if kind in special:
+                            if kind is Ask:
+                                await self._answer(handle, item)
+                            elif kind is Tick:
+                                timer = item.timer
+                                timer.queued = False
+                                if timer._owner is self.timers:
+                                    await handle(item.message)
+                                else:  # queued for an earlier incarnation, which has ended
+                                    self.mailbox.dead_count += 1
+                                    self.runtime.dead_letters.post(
+                                        self.name, DeadLetterReason.ACTOR_STOPPED, item.message
+                                    )
+                            elif kind is Stop:
+                                return ExitReason.STOPPED
+                            elif kind is Passivate:
+                                if self._still_idle():
+                                    return ExitReason.PASSIVATED
+                                self._arm_idle_check()
+                            elif kind is Terminated:
+                                await actor.on_terminated(item)
+                            elif kind is Crash:
+                                raise item.error
+                        else:
+                            await handle(item)
+                        if stamp:
+                            self.last_active = trio.current_time()
+                # Only an interruptible actor's own scope, cancelled by `interrupt`, gets here.
+                interrupted = True
         finally:
             self.interrupt_scope = None
 
@@ -187,42 +242,6 @@ class ActorCell:
             return False
         scope.cancel()
         return True
-
-    async def _loop(self, actor: Actor) -> ExitReason:
-        get = self.mailbox.get
-        handle = actor.handle
-        special = SPECIAL_TYPES
-        stamp = self.idle_timeout is not None
-        while True:
-            item = await get()
-            kind = type(item)
-            if kind in special:
-                if kind is Ask:
-                    await self._answer(handle, item)
-                elif kind is Tick:
-                    timer = item.timer
-                    timer.queued = False
-                    if timer._owner is self.timers:
-                        await handle(item.message)
-                    else:  # queued for an earlier incarnation, which has ended
-                        self.mailbox.dead_count += 1
-                        self.runtime.dead_letters.post(
-                            self.name, DeadLetterReason.ACTOR_STOPPED, item.message
-                        )
-                elif kind is Stop:
-                    return ExitReason.STOPPED
-                elif kind is Passivate:
-                    if self._still_idle():
-                        return ExitReason.PASSIVATED
-                    self._arm_idle_check()
-                elif kind is Terminated:
-                    await actor.on_terminated(item)
-                elif kind is Crash:
-                    raise item.error
-            else:
-                await handle(item)
-            if stamp:
-                self.last_active = trio.current_time()
 
     async def _answer(self, handle: Callable[[Any], Any], ask: Ask) -> None:
         try:
