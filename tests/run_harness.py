@@ -13,7 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -71,9 +71,20 @@ async def running(
     toml: Path, state: Path, *, env: dict[str, str] | None = None
 ) -> AsyncIterator[Server]:
     """``triolet run toml`` with state under ``state``; SIGTERM and a clean exit on leaving."""
+    async with run_triolet([str(toml)], cwd=toml.parent, state=state, env=env) as server:
+        yield server
+
+
+@asynccontextmanager
+async def run_triolet(
+    args: Sequence[str], *, cwd: Path, state: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[Server]:
+    """``triolet run ARGS --port 0 --headless`` in ``cwd``, its database and files under
+    ``state``, extra settings as environment variables; on leaving, SIGTERM and a check that
+    it stopped cleanly (exit status 0, "server stopped" logged)."""
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "triolet", "run", str(toml), "--port", "0", "--headless"],
-        cwd=toml.parent,
+        [sys.executable, "-m", "triolet", "run", *args, "--port", "0", "--headless"],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={
@@ -91,7 +102,7 @@ async def running(
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-        with trio.fail_after(60):
+        with trio.fail_after(60):  # a safety net for a hung shutdown, not a timing assertion
             await server.drain()
             await process.wait()
     assert process.returncode == 0, server.text

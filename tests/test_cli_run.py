@@ -6,9 +6,7 @@ and chatted with over WebSocket; the process must then stop cleanly on SIGTERM.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,10 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-import trio
 
-from tests.run_harness import SERVING
 from tests.run_harness import Server as RunningApp
+from tests.run_harness import run_triolet
 from triolet.client import Client, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,31 +34,8 @@ async def triolet_run(
 ) -> AsyncIterator[RunningApp]:
     """``triolet run`` with its database and files under ``state`` (a fresh temp dir)."""
     state = state or Path(tempfile.mkdtemp(prefix="triolet-run-"))
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "triolet", "run", *args, "--port", "0", "--headless"],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "TRIOLET__STORAGE__URL": str(state / "triolet.sqlite3"),
-            "TRIOLET__STORAGE__FILES_DIR": str(state / "files"),
-            **(env or {}),
-        },
-    )
-    app = RunningApp(process)
-    try:
-        app.url = (await app.read_until(SERVING)).group(1).decode()
+    async with run_triolet(args, cwd=cwd, state=state, env=env) as app:
         yield app
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        with trio.fail_after(30):
-            await app.drain()
-            await process.wait()
-    assert process.returncode == 0, app.text
-    assert "server stopped" in app.text, app.text
 
 
 async def next_of(client: Client, kind: str) -> dict[str, Any]:
