@@ -23,8 +23,8 @@ from tests.webui_harness import (
     focused,
     keyboard_unreached,
     shot,
-    static_site,
     triolet_run,
+    widget_on_another_origin,
 )
 
 if TYPE_CHECKING:
@@ -185,23 +185,9 @@ def test_elements_and_side_panel_by_keyboard(page: Page) -> None:
         assert focused(page, "el => el.matches('.composer-input')")
 
 
-WIDGET_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Another site</title></head>
-<body><main><h1>A page on another origin</h1></main>
-<script src="{server}/ui/widget.js" data-title="Copilot" defer></script>
-</body></html>
-"""
-
-
 def test_copilot_widget_by_keyboard(page: Page) -> None:
-    with (
-        static_site("") as site,
-        triolet_run(EXAMPLES / "echo" / "triolet.toml", allowed_origins=[site]) as server,
-    ):
-        (ROOT / "test-output" / "site" / "index.html").write_text(
-            WIDGET_PAGE.format(server=server.url), encoding="utf-8"
-        )
-        page.goto(site + "/index.html")
+    with widget_on_another_origin() as (url, _server):
+        page.goto(url)
         page.locator("[data-triolet-widget] button.launcher").wait_for()
         # The launcher is the page's first stop for Tab; Enter opens the panel with focus in
         # the composer.

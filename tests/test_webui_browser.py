@@ -18,8 +18,8 @@ from tests.webui_harness import (
     ROOT,
     axe_violations,
     shot,
-    static_site,
     triolet_run,
+    widget_on_another_origin,
 )
 
 if TYPE_CHECKING:
@@ -285,15 +285,6 @@ def test_payloads_render_as_text(browser: Browser) -> None:
         context.close()
 
 
-WIDGET_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Another site</title>
-<style>button {{ background: red !important; }}</style></head>
-<body><main><h1>A page on another origin</h1><p>It embeds the copilot.</p></main>
-<script src="{server}/ui/widget.js" data-title="Copilot" defer></script>
-</body></html>
-"""
-
-
 def test_copilot_widget_from_another_origin(browser: Browser) -> None:
     context = browser.new_context(viewport={"width": 1000, "height": 760})
     page = context.new_page()
@@ -301,14 +292,8 @@ def test_copilot_widget_from_another_origin(browser: Browser) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
-        with (
-            static_site("") as site,
-            triolet_run(EXAMPLES / "echo" / "triolet.toml", allowed_origins=[site]) as server,
-        ):
-            (ROOT / "test-output" / "site" / "index.html").write_text(
-                WIDGET_PAGE.format(server=server.url), encoding="utf-8"
-            )
-            page.goto(site + "/index.html")
+        with widget_on_another_origin() as (url, server):
+            page.goto(url)
             launcher = page.locator("[data-triolet-widget] button.launcher")
             launcher.click()
             panel = page.locator("[data-triolet-widget] .panel")

@@ -130,6 +130,30 @@ def _run(target: Path, env: dict[str, str]) -> Iterator[RunningServer]:
         server.stop()
 
 
+#: A page of another site that embeds the copilot widget (its own styles must not leak in).
+WIDGET_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Another site</title>
+<style>button {{ background: red !important; }}</style></head>
+<body><main><h1>A page on another origin</h1><p>It embeds the copilot.</p></main>
+<script src="{server}/ui/widget.js" data-title="Copilot" defer></script>
+</body></html>
+"""
+
+
+@contextlib.contextmanager
+def widget_on_another_origin() -> Iterator[tuple[str, RunningServer]]:
+    """The echo example, allowed from a second origin whose page embeds the widget; yields
+    that page's URL and the server."""
+    with (
+        static_site("") as site,
+        triolet_run(EXAMPLES / "echo" / "triolet.toml", allowed_origins=[site]) as server,
+    ):
+        (ROOT / "test-output" / "site" / "index.html").write_text(
+            WIDGET_PAGE.format(server=server.url), encoding="utf-8"
+        )
+        yield site + "/index.html", server
+
+
 @contextlib.contextmanager
 def static_site(html: str) -> Iterator[str]:
     """A second origin: a tiny HTTP server on another port that serves one page."""
