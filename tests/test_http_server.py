@@ -354,3 +354,25 @@ async def test_real_websocket_endpoint_is_served_and_told_to_leave_at_shutdown()
                         seen.extend(data if isinstance(data, list) else [data])
                 closing = next(e for e in seen if e["type"] == "closing")
                 assert closing["reason"] == "server_shutdown"
+
+
+async def test_an_idle_keep_alive_connection_is_closed_at_shutdown() -> None:
+    # A browser keeps its HTTP connection open between requests. hypercorn closes idle ones
+    # at shutdown (and after their keep-alive timeout) only if its idle timer survived the
+    # last response; quart-trio's cancellation used to kill that timer, and shutdown then
+    # waited out the whole grace period (here 600 s: the safety net below would fail first).
+    async with running_server(graceful_timeout=600.0) as h:
+        stream = await trio.open_tcp_stream("127.0.0.1", h.port)
+        await stream.send_all(b"GET /livez HTTP/1.1\r\nHost: test\r\n\r\n")
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += await stream.receive_some(4096)
+        head, _, body = response.partition(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            body += await stream.receive_some(4096)
+        assert head.startswith(b"HTTP/1.1 200")
+        h.stop.set()
+        with trio.fail_after(30):  # a safety net, not a timing assertion
+            assert await stream.receive_some(4096) == b""  # the server closed it
+        await stream.aclose()
