@@ -86,9 +86,11 @@ def test_session_resumes_after_the_connection_drops(page: Page) -> None:
             "() => (document.querySelector('article.msg-assistant .msg-body')?.innerText || '')"
             ".includes('n10')"
         )
-        # Cut the network and the socket mid-stream; tokens keep coming on the server side.
-        page.context.set_offline(True)
+        # Cut the socket mid-stream, then the network; tokens keep coming on the server side.
+        # In this order: a socket closed while offline may wait for its closing handshake
+        # far longer than any test (Chromium), so no close event and no reconnect to see.
         page.evaluate("window.triolet.chat.connection.drop()")
+        page.context.set_offline(True)
         # The page may reconnect at once (Chromium's offline mode does not always cover
         # loopback): wait for the state history, not for a state that may already be gone.
         page.wait_for_function(
