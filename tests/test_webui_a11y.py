@@ -24,6 +24,7 @@ from tests.webui_harness import (
     keyboard_unreached,
     shot,
     triolet_run,
+    wait_for_reply,
     widget_on_another_origin,
 )
 
@@ -231,11 +232,7 @@ def test_replies_are_announced_once_complete(page: Page) -> None:
         page.wait_for_selector("article.msg-assistant .msg-state")
         assert page.locator(".chat-items").get_attribute("aria-busy") == "true"
         expected = f"You said 40 words: {words}"
-        page.wait_for_function(
-            "t => [...document.querySelectorAll('article.msg-assistant .msg-body')]"
-            ".some(b => b.innerText.trim() === t)",
-            arg=expected,
-        )
+        wait_for_reply(page, expected)
         page.wait_for_function(
             "t => document.querySelector('[aria-live=polite]').textContent.endsWith(t)",
             arg=expected,
@@ -247,11 +244,7 @@ def test_replies_are_announced_once_complete(page: Page) -> None:
 
         # A reload replays the conversation on screen without reading it out again.
         page.reload()
-        page.wait_for_function(
-            "t => [...document.querySelectorAll('article.msg-assistant .msg-body')]"
-            ".some(b => b.innerText.trim() === t)",
-            arg=expected,
-        )
+        wait_for_reply(page, expected)
         page.wait_for_selector('.conn-state[data-state="connected"]')
         assert page.locator(LIVE).text_content() == ""
 

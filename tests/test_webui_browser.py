@@ -19,6 +19,7 @@ from tests.webui_harness import (
     axe_violations,
     shot,
     triolet_run,
+    wait_for_reply,
     widget_on_another_origin,
 )
 
@@ -53,11 +54,7 @@ def test_message_streams_and_stop(page: Page) -> None:
         assert page.locator("button.stop").is_visible()
         shot(page, "01-streaming")
         expected = f"You said 40 words: {words}"
-        page.wait_for_function(
-            "t => [...document.querySelectorAll('article.msg-assistant .msg-body')]"
-            ".some(b => b.innerText.trim() === t)",
-            arg=expected,
-        )
+        wait_for_reply(page, expected)
         # The finished reply was announced in the live region.
         page.wait_for_function(
             "() => document.querySelector('[aria-live=polite]').textContent.includes('w39')"

@@ -140,6 +140,15 @@ WIDGET_PAGE = """<!doctype html>
 """
 
 
+def wait_for_reply(page: Page, text: str) -> None:
+    """Wait until an assistant message on the page reads exactly ``text``."""
+    page.wait_for_function(
+        "t => [...document.querySelectorAll('article.msg-assistant .msg-body')]"
+        ".some(b => b.innerText.trim() === t)",
+        arg=text,
+    )
+
+
 @contextlib.contextmanager
 def widget_on_another_origin() -> Iterator[tuple[str, RunningServer]]:
     """The echo example, allowed from a second origin whose page embeds the widget; yields
