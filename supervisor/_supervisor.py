@@ -65,13 +65,17 @@ class _StartStatus:
     __slots__ = ("_outer", "started_called")
 
     def __init__(self, outer: trio.TaskStatus[None]) -> None:
-        self._outer = outer
+        self._outer: trio.TaskStatus[None] | None = outer
         self.started_called = False
 
     def started(self, value: None = None) -> None:
-        if not self.started_called:
+        outer = self._outer
+        if outer is not None:
             self.started_called = True
-            self._outer.started()
+            # Let go of Trio's status: it holds the nursery ``start`` made for the wait, with
+            # its cancel scope, ~700 bytes that would otherwise live as long as the child.
+            self._outer = None
+            outer.started()
 
 
 class Supervisor(Actor):
@@ -221,6 +225,7 @@ class Supervisor(Actor):
     ) -> None:
         cell = child.cell
         status = _StartStatus(task_status)
+        del task_status  # only ``status`` may keep it, and only until started
         reason = ExitReason.STOPPED
         error: Exception | None = None
         with trio.CancelScope() as scope:
