@@ -33,12 +33,22 @@ class FakeConnection:
     def __init__(self) -> None:
         self.events: list[ServerEvent] = []
         self.closed: CloseReason | None = None
+        #: What happened to get events written: "woken" per waking push, "kick", "flush".
+        self.writes: list[str] = []
 
-    def push(self, event: ServerEvent, size: int | None = None) -> None:
+    def push(self, event: ServerEvent, size: int | None = None, *, wake: bool = True) -> None:
         self.events.append(event)
+        if wake:
+            self.writes.append("woken")
 
     def close(self, reason: CloseReason, message: str = "") -> None:
         self.closed = reason
+
+    def kick(self) -> None:
+        self.writes.append("kick")
+
+    async def flush_from_session(self) -> None:
+        self.writes.append("flush")
 
 
 def new_wire(**limits: int) -> tuple[SessionWire, TransportMetrics]:
@@ -159,3 +169,39 @@ def test_histogram_buckets() -> None:
         histogram.observe(value)
     assert list(histogram.cumulative()) == [("0.1", 2), ("1.0", 3), ("+Inf", 4)]
     assert histogram.count == 4 and histogram.counts == [2, 1, 1]
+
+
+async def test_a_turn_holds_its_events_and_flushes_them_once_at_its_end() -> None:
+    wire, _ = new_wire()
+    tab1, tab2 = FakeConnection(), FakeConnection()
+    wire.attach(tab1, None, new=True)
+    wire.attach(tab2, None)
+    wire.hold()
+    wire.publish(MessageSent(id="m1", content="one"))
+    wire.publish(MessageSent(id="m2", content="two"))
+    assert [len(tab.events) for tab in (tab1, tab2)] == [2, 2]
+    assert tab1.writes == tab2.writes == []  # held: nobody woken
+    await wire.flush()
+    assert tab1.writes == tab2.writes == ["flush"]
+    await wire.flush()  # nothing held any more: nothing to do
+    assert tab1.writes == ["flush"]
+    wire.publish(MessageSent(id="m3", content="outside a turn"))
+    assert tab1.writes == ["flush", "woken"]
+
+
+async def test_a_turn_that_waits_lets_its_events_go() -> None:
+    wire, _ = new_wire()
+    tab = FakeConnection()
+    wire.attach(tab, None, new=True)
+    wire.hold()
+    wire.release()  # nothing held: no kick
+    assert tab.writes == []
+    wire.hold()
+    wire.publish(TokenStreamed(message="m1", text="a"))
+    wire.release()  # the turn waits (an LLM, a sleep): the sender takes what was said
+    assert tab.writes == ["kick"]
+    wire.hold()
+    wire.publish(SessionFailed(code="session_error", message="x", ref="c1", restarting=True))
+    assert tab.writes == ["kick"]  # an error in a turn is held like any event
+    await wire.flush()
+    assert tab.writes == ["kick", "flush"]

@@ -86,11 +86,20 @@ _REFUSALS: Final = frozenset({"invalid_payload", "unknown_action", "unknown_ask"
 
 
 class Attached(Protocol):
-    """What the wire needs from a connection: a non-blocking push, and a way to close it."""
+    """What the wire needs from a connection: a non-blocking push, and a way to close it.
 
-    def push(self, event: ServerEvent, size: int | None = None) -> None: ...
+    ``push(..., wake=False)`` queues without waking the connection's sender: the wire is
+    holding a turn's events, and will either `kick` the connection (the turn waits) or await
+    `flush_from_session` (the turn ended).
+    """
+
+    def push(self, event: ServerEvent, size: int | None = None, *, wake: bool = True) -> None: ...
 
     def close(self, reason: CloseReason, message: str = "") -> None: ...
+
+    def kick(self) -> None: ...
+
+    async def flush_from_session(self) -> None: ...
 
 
 def _spec(spec: DomainActionSpec) -> ActionSpec:
@@ -220,6 +229,8 @@ class SessionWire:
         "_awaiting",
         "_conns",
         "_dedup",
+        "_held",
+        "_holding",
         "_log",
         "_received",
         "_refused",
@@ -250,6 +261,10 @@ class SessionWire:
         self._received: dict[str, float] | None = None
         self._awaiting: float | None = None
         self._refused: str | None = None
+        #: A turn of the session is running in its task (see supervisor/session/_turns.py):
+        #: pushes do not wake the connections' senders; ``_held`` says some were made.
+        self._holding = False
+        self._held = False
         #: trio time when the last connection left (None while one is attached).
         self.detached_at: float | None = None
         self.ended = False
@@ -284,16 +299,54 @@ class SessionWire:
         log.append(wire, size=size)
         if self._awaiting is not None or self._received:
             self._time(event)
-        for conn in self._conns:
-            conn.push(wire, size)
+        if self._holding:
+            self._held = True
+            for conn in self._conns:
+                conn.push(wire, size, wake=False)
+        else:
+            for conn in self._conns:
+                conn.push(wire, size)
+
+    # -- turns (the TurnOutput protocol) ------------------------------------------------------
+
+    def hold(self) -> None:
+        self._holding = True
+
+    def release(self) -> None:
+        self._holding = False
+        if self._held:
+            self._held = False
+            for conn in self._conns:
+                conn.kick()
+
+    async def flush(self) -> None:
+        """The turn ended: each connection writes what it holds, from this (the session's)
+        task if its socket has room, else through its sender task."""
+        self._holding = False
+        if not self._held:
+            return
+        self._held = False
+        conns = self._conns
+        if len(conns) == 1:
+            await conns[0].flush_from_session()
+            return
+        for index, conn in enumerate(conns):
+            try:
+                await conn.flush_from_session()
+            except BaseException:
+                for rest in conns[index + 1 :]:
+                    rest.kick()
+                raise
 
     def _failed(self, event: SessionFailed) -> None:
         if event.code in _REFUSALS:
             # Published synchronously inside ``deliver``: the endpoint asks right after.
             self._refused = event.ref
         error = ErrorEvent(code=event.code, message=event.message, ref=event.ref)
+        if self._holding:
+            self._held = True
         for conn in self._conns:
-            conn.push(error)
+            conn.push(error, wake=not self._holding)
         if event.code == "session_error" and not event.restarting:
             # The session has stopped for good: nothing more will come on these connections.
             self.ended = True

@@ -4,21 +4,25 @@ Why raw ASGI and not Quart: measured on this machine, hypercorn + raw ASGI costs
 server CPU per echoed message and Quart's websocket 134 µs (with a 2.4x worse p99). The server
 assembly's dispatcher sends websocket scopes on ``/ws`` here and everything else to Quart.
 
-One connection is exactly two tasks, both in a nursery the connection handler owns:
+One connection is one task, plus a sender task only while one is needed:
 
 - the **reader** (the ASGI handler's own task) receives frames, decodes them, and hands commands
   to the session (``SessionHandle.deliver``). When the session's mailbox is full, ``deliver``
   waits, the reader stops reading, hypercorn's bounded app queue fills, TCP's window closes:
-  that is the backpressure from a busy session to the client that feeds it.
-- the **sender** drains the connection's `Outbox` in batches (one frame for several events
-  when the client is behind) and parks, without a channel, when there is nothing to send.
+  that is the backpressure from a busy session to the client that feeds it. What the reader
+  queues itself (welcome, replay, acks, pongs, errors) it writes itself after the frame.
+- the **session** writes what a turn said at the end of the turn, from its own task, when the
+  socket can take it without waiting (`WriteProbe`); an echo costs no task hop at all.
+- a **sender** task, started in the connection's nursery when something must be written and
+  neither can (a turn that waits mid-stream, a full socket buffer, a ping from the sweeper),
+  drains the `Outbox` in batches and ends. An idle connection has no sender task.
 
-Session events reach the outbox from the session's own task (`SessionWire.publish`), so there
-is exactly one task hop between the session and the socket, and the ack of a message handed
-to an idle session rides in the same frame as its echo (see `WebSocketEndpoint._command`).
-Heartbeats, heartbeat timeouts, stuck closes and abandoned wire state are handled by **one**
-sweeper task for the whole endpoint (`WebSocketEndpoint.run`), reading per-connection
-timestamps: a cancel scope per receive would halve throughput (measured), a stamp costs nothing.
+Session events reach the outbox from the session's own task (`SessionWire.publish`), and the
+ack of a message handed to an idle session rides in the same frame as its echo (see
+`WebSocketEndpoint._command`). Heartbeats, heartbeat timeouts, stuck closes and abandoned wire
+state are handled by **one** sweeper task for the whole endpoint (`WebSocketEndpoint.run`),
+reading per-connection timestamps: a cancel scope per receive would halve throughput
+(measured), a stamp costs nothing.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ from ._outbox import Outbox
 from ._protocol import decode_frame, encode_batch, frame_ref
 from ._resume import Admission, ReplayGap
 from ._wire import SessionWire
+from ._write_probe import MAX_PROBED_BYTES, CanWrite, WriteProbe
 
 __all__ = [
     "DEFAULT_CLOSE_GRACE",
@@ -117,15 +122,29 @@ _NO_ORIGIN: Final = ""
 
 
 class _Connection:
-    """One WebSocket: its outbox, its sender task's parking spot, and the stamps the sweeper reads.
+    """One WebSocket: its outbox, who writes it, and the stamps the sweeper reads.
 
-    Implements the wire's ``Attached`` protocol (``push`` / ``close``), both synchronous and
-    never blocking: they run inside the session's task.
+    Implements the wire's ``Attached`` protocol (``push`` / ``close`` / ``kick``, synchronous
+    and never blocking, called from any task; ``flush_from_session``, awaited by the session
+    at the end of a turn).
+
+    Who writes the outbox to the socket, one writer at a time (``sending``):
+
+    - the **reader** (this connection's ASGI task) writes what it queued itself (welcome,
+      replay, acks, pongs, errors) right after the frame that caused it. Blocking there is
+      harmless: it only stops reading this one client, which is the backpressure we want;
+    - the **session**, at the end of a turn, writes the turn's events itself when the socket
+      can take them without waiting (`WriteProbe`), so an echo costs no task hop;
+    - otherwise a **sender task**, started in the connection's nursery when needed and gone
+      again once the outbox is empty: an idle connection holds no sender task.
+
+    A writer that finishes looks at the outbox again, so nothing queued meanwhile is stranded.
     """
 
     __slots__ = (
-        "_parked",
+        "_probe",
         "_send",
+        "_sender_live",
         "acked_seq",
         "close_reason",
         "closing_at",
@@ -137,26 +156,43 @@ class _Connection:
         "last_tx",
         "limits",
         "metrics",
+        "nursery",
         "outbox",
+        "reader",
+        "reader_dirty",
         "scope",
+        "sending",
         "wire",
     )
 
-    def __init__(self, send: Send, limits: ProtocolLimits, metrics: TransportMetrics) -> None:
+    def __init__(
+        self,
+        send: Send,
+        limits: ProtocolLimits,
+        metrics: TransportMetrics,
+        probe: CanWrite | None = None,
+    ) -> None:
         self._send = send
+        self._probe = probe
         self.limits = limits
         self.metrics = metrics
         self.encoding: Encoding = "json"
         # Created on the first push and dropped again when drained: an idle connection holds
         # no deques (an empty one costs 760 bytes).
         self.outbox: Outbox | None = None
-        self._parked: trio.lowlevel.Task | None = None
         self.wire: SessionWire | None = None
         self.handle: SessionHandle | None = None
         now = trio.current_time()
         self.last_rx = now
         self.last_tx = now
         self.scope: trio.CancelScope | None = None
+        #: Where a sender task is started when one is needed (None once the connection ends).
+        self.nursery: trio.Nursery | None = None
+        #: The connection's ASGI task: what it queues, it writes itself (``reader_dirty``).
+        self.reader: trio.lowlevel.Task | None = None
+        self.reader_dirty = False
+        self.sending = False
+        self._sender_live = False
         self.close_reason: CloseReason | None = None
         self.closing_at = 0.0
         self.delivering = False
@@ -166,24 +202,39 @@ class _Connection:
     # -- the Attached protocol (called from any task, never blocks) ---------------------------
 
     def push(self, event: ServerEvent, size: int | None = None, *, wake: bool = True) -> None:
-        """Queue ``event`` and wake the sender; ``wake=False`` leaves the waking to a push that
-        is certain to follow in the session's next step (see `WebSocketEndpoint._command`)."""
+        """Queue ``event`` and see that it gets written; ``wake=False`` leaves that to whoever
+        queued it (a session holding a turn's events, or the reader's ack of a message that
+        an idle session echoes in its very next step: see `WebSocketEndpoint._command`)."""
         outbox = self.outbox
         if outbox is None:
             outbox = self.outbox = self._new_outbox()
         if outbox.push(event, size=size):
-            task = self._parked
-            if task is not None and wake:
-                self._parked = None
-                trio.lowlevel.reschedule(task)
+            if wake:
+                self.kick()
         elif outbox.overflowed and self.close_reason is None:
             self.close(
                 CloseReason.SLOW_CLIENT,
                 f"fell more than {outbox.max_events} events or {outbox.max_bytes} bytes behind",
             )
 
+    def kick(self) -> None:
+        """See that what is queued gets written soon, without blocking the caller."""
+        if self.sending or self._sender_live:
+            return  # a writer is at work: it looks at the outbox again when done
+        outbox = self.outbox
+        if outbox is None or not outbox:
+            return
+        if trio.lowlevel.current_task() is self.reader:
+            self.reader_dirty = True  # the reader writes it after the frame it is handling
+            return
+        nursery = self.nursery
+        if nursery is None:
+            return  # the connection is over
+        self._sender_live = True
+        nursery.start_soon(self._run_sender)
+
     def close(self, reason: CloseReason, message: str = "") -> None:
-        """Drop the backlog, queue ``closing``; the sender sends it and closes the socket."""
+        """Drop the backlog, queue ``closing``; its writer sends it and closes the socket."""
         if self.close_reason is not None:
             return
         self.close_reason = reason
@@ -196,10 +247,7 @@ class _Connection:
         if outbox is None:
             outbox = self.outbox = self._new_outbox()
         outbox.close(reason, message)
-        task = self._parked
-        if task is not None:
-            self._parked = None
-            trio.lowlevel.reschedule(task)
+        self.kick()
 
     def push_replay(self, events: tuple[SessionEvent, ...]) -> None:
         """Queue replayed events; the outbox's bounds grow to hold them (they are already in
@@ -225,29 +273,72 @@ class _Connection:
             max_coalesced_bytes=max(1, limits.max_frame_bytes // 2),
         )
 
-    # -- the sender task -------------------------------------------------------------------------
+    # -- the three writers ---------------------------------------------------------------------
 
-    async def run_sender(self) -> None:
-        """Write what the outbox holds, in batches, at the client's pace; park when empty."""
-        while True:
+    async def flush_from_session(self) -> None:
+        """The session's turn ended: write what it said from the session's task if the socket
+        can take it now, else leave it to a sender task. Never waits for the client."""
+        outbox = self.outbox
+        if outbox is None or not outbox or self.sending or self._sender_live:
+            return  # nothing to write, or a writer at work that will see it
+        probe = self._probe
+        if (
+            probe is None
+            or outbox.closed
+            or outbox.nbytes > MAX_PROBED_BYTES
+            or not probe.can_write(outbox.nbytes)
+        ):
+            self.kick()
+            return
+        self.sending = True
+        try:
+            await self._send_batch(outbox)
+        except Exception:
+            # Never the session's problem: cut this connection, as its sender would have been.
+            logger.exception("writing to a WebSocket failed; closing it")
+            if self.scope is not None:
+                self.scope.cancel()
+            return
+        finally:
+            self.sending = False
+        if self.outbox:
+            self.kick()  # queued while we wrote
+        elif self.outbox is not None:
+            self.outbox = None  # drained: give the memory back while idle
+
+    async def write_from_reader(self) -> None:
+        """Write what the reader queued (and whatever came with it), at the client's pace."""
+        self.reader_dirty = False
+        while not self.sending and not self._sender_live:
             outbox = self.outbox
             if outbox is None or not outbox:
                 if outbox is not None and not outbox.closed:
-                    self.outbox = None  # drained: give the memory back while idle
-                # Parked with no locals holding the last outbox, batch or frame (an idle
-                # connection keeps nothing of its last burst), and no coroutine frame more
-                # than needed. ``push`` (synchronous, in the session's task) wakes us with one
-                # reschedule: no channel, no Event, no allocation per wake-up.
-                del outbox
-                self._parked = trio.lowlevel.current_task()
-                await trio.lowlevel.wait_task_rescheduled(self._abort_park)
-                continue
-            if await self._send_batch(outbox):
+                    self.outbox = None
                 return
+            self.sending = True
+            try:
+                if await self._send_batch(outbox):
+                    return
+            finally:
+                self.sending = False
 
-    def _abort_park(self, _: Any) -> trio.lowlevel.Abort:
-        self._parked = None
-        return trio.lowlevel.Abort.SUCCEEDED
+    async def _run_sender(self) -> None:
+        """A sender task: write until the outbox is empty, then end."""
+        try:
+            while not self.sending:
+                outbox = self.outbox
+                if outbox is None or not outbox:
+                    if outbox is not None and not outbox.closed:
+                        self.outbox = None  # drained: give the memory back while idle
+                    return
+                self.sending = True
+                try:
+                    if await self._send_batch(outbox):
+                        return
+                finally:
+                    self.sending = False
+        finally:
+            self._sender_live = False
 
     async def _send_batch(self, outbox: Outbox) -> bool:
         """Send one batch frame; True once the closing frame went out and the socket closed."""
@@ -337,8 +428,10 @@ class WebSocketEndpoint:
         max_errors: int = DEFAULT_MAX_ERRORS,
         close_grace: float = DEFAULT_CLOSE_GRACE,
         detached_ttl: float = DEFAULT_DETACHED_TTL,
+        write_probe: Callable[[Send], CanWrite | None] = WriteProbe.for_send,
     ) -> None:
         self.router = router
+        self.write_probe = write_probe
         self.limits = limits
         self.allowed_origins = frozenset(allowed_origins)
         self.authenticator = authenticator
@@ -393,15 +486,17 @@ class WebSocketEndpoint:
         metrics = self.metrics
         metrics.connections_total += 1
         metrics.connections += 1
-        conn = _Connection(send, self.limits, metrics)
+        conn = _Connection(send, self.limits, metrics, self.write_probe(send))
+        conn.reader = trio.lowlevel.current_task()
         self._connections.add(conn)
         try:
             async with trio.open_nursery() as nursery:
                 conn.scope = nursery.cancel_scope
-                nursery.start_soon(conn.run_sender)
+                conn.nursery = nursery
                 try:
                     await self._read(conn, receive, scope)
                 finally:
+                    conn.nursery = None
                     nursery.cancel_scope.cancel()
         finally:
             self._connections.discard(conn)
@@ -440,12 +535,19 @@ class WebSocketEndpoint:
                 if data is None:
                     return
                 await self._handshake(conn, data, scope)
+                if conn.reader_dirty:
+                    await conn.write_from_reader()
         if handshake.cancelled_caught and conn.wire is None:
             conn.close(
                 CloseReason.HANDSHAKE_TIMEOUT,
                 f"no hello within {self.limits.handshake_timeout} seconds",
             )
+        # The finished scope would otherwise live as long as the connection: with its cancel
+        # status, ~780 bytes per idle connection.
+        del handshake
         while True:
+            if conn.reader_dirty:
+                await conn.write_from_reader()
             data = await _next_frame(conn, receive)
             if data is None:
                 return
@@ -666,10 +768,9 @@ class WebSocketEndpoint:
                 status = "received"
         ack = AckEvent(id=client_id, status=status)
         wire.complete(client_id, ack)
-        # Fewer frames: an idle session took the message at once and echoes it in its very
-        # next step, before any other task runs. That echo's push wakes the sender, which then
-        # writes the ack, the echo and whatever the hook said without waiting as one frame
-        # (waking the sender now would race the session and often send the ack alone).
+        # Fewer frames: an idle session took the message at once and runs its turn in its very
+        # next step, before any other task; the turn writes the ack, the echo and whatever the
+        # hook said as one frame (writing the ack now would often send it alone).
         conn.push(ack, wake=not echoed)
 
     # -- wire state lifetime ---------------------------------------------------------------------

@@ -74,10 +74,11 @@ def _after_emit() -> Generator[Any, None, None]:
     everything else an echo does in the session), and the hook yields anyway when it returns
     to the mailbox. One yield in a few keeps a tight token loop fair to its neighbours.
     """
-    if next(_RECEIPTS) % _YIELD_EVERY:
-        yield from trio.lowlevel.checkpoint_if_cancelled().__await__()  # noqa: ASYNC105
-    else:
-        yield from trio.lowlevel.checkpoint().__await__()  # noqa: ASYNC105 (this is the await)
+    yield from trio.lowlevel.checkpoint_if_cancelled().__await__()  # noqa: ASYNC105
+    if not next(_RECEIPTS) % _YIELD_EVERY:
+        # A pure schedule point (the task is rescheduled at once): a turn that yields here
+        # keeps holding its events (see _turns.run_stepwise), it is not waiting for anything.
+        yield from trio.lowlevel.cancel_shielded_checkpoint().__await__()  # noqa: ASYNC105
 
 
 class Done:

@@ -24,6 +24,7 @@ import trio
 from ._actions import Action, ActionRegistry, PayloadSchema
 from ._commands import AskReply, FileRef
 from ._events import SessionEvent, SessionFailed
+from ._turns import TurnOutput
 
 if TYPE_CHECKING:
     from triolet.actors import ActorRef
@@ -100,12 +101,14 @@ class Fanout:
     is logged and dropped: it cannot break the session or its neighbours.
     """
 
-    __slots__ = ("_subscribers", "max_subscribers", "session_id")
+    __slots__ = ("_subscribers", "max_subscribers", "session_id", "turn_outputs")
 
     def __init__(self, session_id: str, max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS) -> None:
         self.session_id = session_id
         self.max_subscribers = max_subscribers
         self._subscribers: tuple[SessionOutput, ...] = ()
+        #: The subscribers that hold a turn's events for one write at its end (see _turns).
+        self.turn_outputs: tuple[TurnOutput, ...] = ()
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -118,9 +121,14 @@ class Fanout:
                 f"session {self.session_id!r} already has {self.max_subscribers} subscribers"
             )
         self._subscribers = (*self._subscribers, output)
+        self._find_turn_outputs()
 
     def unsubscribe(self, output: SessionOutput) -> None:
         self._subscribers = tuple(s for s in self._subscribers if s is not output)
+        self._find_turn_outputs()
+
+    def _find_turn_outputs(self) -> None:
+        self.turn_outputs = tuple(s for s in self._subscribers if isinstance(s, TurnOutput))
 
     def publish(self, event: SessionEvent) -> None:
         for subscriber in self._subscribers:

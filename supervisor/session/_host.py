@@ -37,6 +37,7 @@ from ._events import MessageSent, SessionFailed, TaskEnded, TaskStarted
 from ._snapshot import Snapshot, SnapshotStore, packable, save_on_stop
 from ._steps import set_current_context
 from ._threads import run_in_worker
+from ._turns import run_stepwise
 
 __all__ = ["DEFAULT_CRASH_PERIOD", "DEFAULT_MAX_CRASHES", "CrashBudget", "SessionHost"]
 
@@ -117,6 +118,24 @@ class SessionHost(Actor):
         self._cell.mailbox.put_control(_Begin())
 
     async def handle(self, message: Any) -> None:
+        outputs = self._ctl.output.turn_outputs
+        if not outputs:
+            await self._handle(message)
+            return
+        # One turn: its events are held and written at its end in one frame, by this task
+        # when the socket has room (see _turns); they are let go whenever the turn waits.
+        for output in outputs:
+            output.hold()
+        try:
+            await run_stepwise(self._handle(message), outputs)
+        except BaseException:
+            for output in outputs:
+                output.release()
+            raise
+        for output in outputs:
+            await output.flush()
+
+    async def _handle(self, message: Any) -> None:
         kind = type(message)
         if kind is UserMessage:
             self._ctl.publish(

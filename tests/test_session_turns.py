@@ -1,0 +1,226 @@
+"""Turns: a turn's events are held and flushed once at its end, and let go while it waits.
+
+The transport's wire is the real `TurnOutput`; here a recording one shows, event by event,
+what the host told it (hold, release, flush) around what the session published.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+import trio
+
+from triolet.supervisor import ActorSystem
+from triolet.supervisor.router import Router
+from triolet.supervisor.session import (
+    MessageSent,
+    RecordingOutput,
+    SessionActor,
+    SessionEvent,
+    TaskEnded,
+    TokenStreamed,
+    UserMessage,
+)
+from triolet.supervisor.session._turns import TurnOutput, run_stepwise
+
+_routers = itertools.count()
+
+
+class TurnTrace(RecordingOutput):
+    """Records events as their type names, with what the host said about turns in between."""
+
+    def __init__(self) -> None:
+        super().__init__("turns")
+        self.trace: list[str] = []
+        self.holding = False
+
+    def publish(self, event: SessionEvent) -> None:
+        self.trace.append(type(event).__name__ + ("(held)" if self.holding else ""))
+        super().publish(event)
+
+    def hold(self) -> None:
+        self.holding = True
+        self.trace.append("hold")
+
+    def release(self) -> None:
+        self.holding = False
+        self.trace.append("release")
+
+    async def flush(self) -> None:
+        self.holding = False
+        self.trace.append("flush")
+
+
+class Turns(SessionActor):
+    async def on_message(self, message: UserMessage) -> None:
+        text = message.content
+        if text == "stream":
+            reply = self.stream_start()
+            for word in ("a", "b"):
+                await reply.stream_token(word)
+                await trio.sleep(1)
+            await reply.stream_end()
+        elif text == "crash":
+            await self.send("before")
+            raise ValueError("boom")
+        else:
+            await self.send(f"echo {text}")
+
+
+class SyncTurns(SessionActor):
+    def on_message(self, message: UserMessage) -> None:
+        self.send(f"echo {message.content}")
+
+
+async def open_traced(system: ActorSystem, behaviour: Any) -> tuple[Any, TurnTrace]:
+    router = Router(behaviour)
+    await router.start(system, name=f"turns-{next(_routers)}")
+    trace = TurnTrace()
+    handle = await router.open(subscriber=trace)
+    await trio.sleep(0.1)  # the first turn (on_chat_start) is over
+    return handle, trace
+
+
+def test_the_wire_is_a_turn_output() -> None:
+    from triolet.transport._wire import SessionWire
+
+    assert issubclass(SessionWire, TurnOutput)
+
+
+async def test_an_echo_is_held_whole_and_flushed_once(
+    autojump_clock: Any, actor_system: ActorSystem
+) -> None:
+    handle, out = await open_traced(actor_system, Turns)
+    out.trace.clear()
+    await handle.deliver(UserMessage(id="c1", content="hi"))
+    await out.expect(TaskEnded)
+    await trio.sleep(0.1)
+    # (A receipt's occasional schedule point may add a release/hold pair in between.)
+    assert out.trace[0] == "hold"
+    assert [e for e in out.trace if e not in ("hold", "release")] == [
+        "MessageSent(held)",  # the user's message, echoed
+        "TaskStarted(held)",
+        "MessageSent(held)",  # the reply
+        "TaskEnded(held)",
+        "flush",
+    ]
+
+
+async def test_a_turn_that_waits_lets_its_events_go_first(
+    autojump_clock: Any, actor_system: ActorSystem
+) -> None:
+    handle, out = await open_traced(actor_system, Turns)
+    out.trace.clear()
+    await handle.deliver(UserMessage(id="c1", content="stream"))
+    await out.expect(TaskEnded)
+    await trio.sleep(0.1)
+    trace = out.trace
+    # Each token is followed by a release before the turn sleeps, then held again after.
+    for token in [i for i, e in enumerate(trace) if e == "TokenStreamed(held)"]:
+        assert "release" in trace[token + 1 :]
+        assert trace.index("release", token) < trace.index("hold", token)
+    assert trace[-1] == "flush"
+    assert next(e for e in out.events if isinstance(e, TokenStreamed)).text == "a"
+
+
+async def test_a_crashing_turn_releases_what_it_held(
+    autojump_clock: Any, actor_system: ActorSystem
+) -> None:
+    handle, out = await open_traced(actor_system, Turns)
+    out.trace.clear()
+    await handle.deliver(UserMessage(id="c1", content="crash"))
+    await out.expect(TaskEnded)
+    await trio.sleep(0.1)
+    trace = out.trace
+    failed = trace.index("SessionFailed(held)")
+    assert "release" in trace[failed:]
+    assert "flush" not in trace[: trace.index("release", failed)]
+
+
+async def test_a_sync_hook_speaks_while_the_turn_waits(actor_system: ActorSystem) -> None:
+    # Real time: a worker thread is not a Trio task, and the autojump clock would not wait.
+    handle, out = await open_traced(actor_system, SyncTurns)
+    out.trace.clear()
+    await handle.deliver(UserMessage(id="c1", content="hi"))
+    await out.expect(MessageSent, lambda e: e.content == "echo hi")
+    await out.expect(TaskEnded)
+    await trio.sleep(0.01)
+    # The hook runs in a worker thread while the host waits; its output calls re-enter the
+    # host's task (trio.from_thread), and what they say is let go before the host waits again.
+    trace = out.trace
+    reply = [i for i, e in enumerate(trace) if e.startswith("MessageSent")][1]
+    assert "release" in trace[reply : trace.index("TaskEnded(held)")]
+    assert trace[-1] == "flush"
+
+
+# --- run_stepwise on its own ------------------------------------------------------------------
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def hold(self) -> None:
+        self.calls.append("hold")
+
+    def release(self) -> None:
+        self.calls.append("release")
+
+    async def flush(self) -> None:  # pragma: no cover - not used by run_stepwise
+        self.calls.append("flush")
+
+
+async def test_run_stepwise_returns_what_the_coroutine_returns(autojump_clock: Any) -> None:
+    counter = Counter()
+
+    async def work() -> int:
+        await trio.sleep(1)
+        await trio.lowlevel.checkpoint()
+        return 42
+
+    assert await run_stepwise(work(), (counter,)) == 42
+    # The sleep waits: released, then held again. The checkpoint only lets others run.
+    assert counter.calls == ["release", "hold"]
+
+
+async def test_run_stepwise_without_a_yield_costs_no_call() -> None:
+    counter = Counter()
+
+    async def work() -> str:
+        return "done"
+
+    assert await run_stepwise(work(), (counter,)) == "done"
+    assert counter.calls == []
+
+
+async def test_run_stepwise_carries_exceptions_and_cancellation(autojump_clock: Any) -> None:
+    counter = Counter()
+
+    async def fails() -> None:
+        await trio.sleep(1)
+        raise KeyError("k")
+
+    with pytest.raises(KeyError):
+        await run_stepwise(fails(), (counter,))
+
+    cleaned: list[str] = []
+
+    async def sleeps() -> None:
+        try:
+            await trio.sleep(100)
+        finally:
+            cleaned.append("finally ran")
+
+    with trio.move_on_after(1) as scope:
+        await run_stepwise(sleeps(), (counter,))
+    assert scope.cancelled_caught
+    assert cleaned == ["finally ran"]
+
+    async def catches() -> str:
+        with trio.move_on_after(1):
+            await trio.sleep(100)
+        return "caught inside"
+
+    assert await run_stepwise(catches(), (counter,)) == "caught inside"
