@@ -251,7 +251,12 @@ _UNREACHED = """() => {
 def keyboard_unreached(page: Page, max_presses: int = 300) -> list[str]:
     """Walk the page with Tab until focus comes round again; return every visible control
     (button, link, field, summary, focusable region, or an element with a control's role)
-    that focus never reached."""
+    that focus never reached.
+
+    Waits for the network to settle first: a history refresh (the page asks for one after
+    every ack) that lands mid-walk re-renders the sidebar, and its fresh buttons would carry
+    no mark of having been reached."""
+    page.wait_for_load_state("networkidle")
     page.evaluate(
         "document.querySelectorAll('[data-kb-reached]').forEach(el => delete el.dataset.kbReached)"
     )
