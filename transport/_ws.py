@@ -303,8 +303,21 @@ class _Connection:
             self.sending = False
         if self.outbox:
             self.kick()  # queued while we wrote
-        elif self.outbox is not None:
-            self.outbox = None  # drained: give the memory back while idle
+        # Drained, but kept: a chatting connection would otherwise make a new outbox for every
+        # turn. The sweeper drops it once the connection is quiet (`drop_idle_outbox`).
+
+    def drop_idle_outbox(self) -> None:
+        """Give an empty outbox's memory back (the sweeper calls this; an idle connection
+        then holds no deques: an empty one costs 760 bytes)."""
+        outbox = self.outbox
+        if (
+            outbox is not None
+            and not outbox
+            and not outbox.closed
+            and not self.sending
+            and not self._sender_live
+        ):
+            self.outbox = None
 
     async def write_from_reader(self) -> None:
         """Write what the reader queued (and whatever came with it), at the client's pace."""
@@ -815,6 +828,7 @@ class WebSocketEndpoint:
         now = trio.current_time()
         limits = self.limits
         for conn in list(self._connections):
+            conn.drop_idle_outbox()
             if conn.close_reason is not None:
                 if now - conn.closing_at > self.close_grace and conn.scope is not None:
                     # The client does not read: it cannot even take its closing frame.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -112,6 +113,9 @@ class _Open:
         self.validator = validator
 
 
+_NO_DEFAULTS: Final[Mapping[str, PayloadSchema]] = types.MappingProxyType({})
+
+
 class ActionRegistry:
     """The session's open actions by id, bounded; validates the clicks that come back."""
 
@@ -122,8 +126,10 @@ class ActionRegistry:
         defaults: Mapping[str, PayloadSchema] | None = None,
         capacity: int = MAX_OPEN_ACTIONS,
     ) -> None:
-        self._defaults = dict(defaults or {})
-        self._open: collections.OrderedDict[str, _Open] = collections.OrderedDict()
+        # Shared with the router and every other session, read only: a copy per session cost
+        # a dict per idle chat. The open actions appear with the first one sent.
+        self._defaults = defaults if defaults is not None else _NO_DEFAULTS
+        self._open: collections.OrderedDict[str, _Open] | None = None
         self.capacity = capacity
 
     def register(self, action: Action, action_id: str, message: str | None) -> ActionSpec:
@@ -131,9 +137,12 @@ class ActionRegistry:
         schema = action.schema if action.schema is not None else self._defaults.get(action.name)
         validator = _Validator(schema)
         sent = dataclasses.replace(action, id=action_id, message=message, schema=schema)
-        self._open[action_id] = _Open(sent, validator)
-        while len(self._open) > self.capacity:
-            self._open.popitem(last=False)
+        opened = self._open
+        if opened is None:
+            opened = self._open = collections.OrderedDict()
+        opened[action_id] = _Open(sent, validator)
+        while len(opened) > self.capacity:
+            opened.popitem(last=False)
         return ActionSpec(
             id=action_id,
             name=action.name,
@@ -146,17 +155,18 @@ class ActionRegistry:
 
     def lookup_name(self, action_id: str) -> str | None:
         """The name of the open action ``action_id``, if there is one."""
-        entry = self._open.get(action_id)
+        entry = self._open.get(action_id) if self._open is not None else None
         return None if entry is None else entry.action.name
 
     def forget(self, action_id: str) -> None:
-        self._open.pop(action_id, None)
+        if self._open is not None:
+            self._open.pop(action_id, None)
 
     def resolve(
         self, action_id: str, name: str, payload: dict[str, Any], client_id: str | None
     ) -> Action | SessionFailed:
         """The validated `Action`, or the error event to publish instead."""
-        entry = self._open.get(action_id)
+        entry = self._open.get(action_id) if self._open is not None else None
         if entry is None or entry.action.name != name:
             return SessionFailed(
                 code="unknown_action",
