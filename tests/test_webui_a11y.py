@@ -99,6 +99,10 @@ def test_chat_history_feedback_edit_settings_by_keyboard(page: Page) -> None:
 
         # History: rename in place with Enter, from the keyboard.
         page.get_by_role("button", name="Rename Untitled").focus()
+        # A background refresh (every ack asks for one) draws the list again: the keyboard
+        # user's focus stays on the same button of the same thread.
+        page.evaluate("window.triolet.history.refresh()")
+        assert focus_label(page) == "Rename Untitled"
         page.keyboard.press("Enter")
         page.wait_for_function("() => document.activeElement.matches('[data-rename-input]')")
         page.keyboard.press("Control+A")

@@ -122,6 +122,11 @@ export class History {
     const editing = this.list.querySelector("form.rename-form");
     const editingId = editing && editing.querySelector("[data-rename-input]").dataset.renameInput;
     const hadFocus = editing && editing.contains(document.activeElement) ? document.activeElement : null;
+    // So does keyboard focus on a row's button: a refresh must not drop a keyboard user's place
+    // (the same button of the same thread gets the focus back).
+    const active = !hadFocus && this.list.contains(document.activeElement) ? document.activeElement : null;
+    const focusKey = active && ["open", "rename", "delete"].find((key) => active.dataset[key] !== undefined);
+    const focusThread = focusKey && active.dataset[focusKey];
     this.list.replaceChildren(
       ...this.threads.map((thread) => {
         if (thread.id === editingId) return h("li", { "data-thread": thread.id }, [editing]);
@@ -135,6 +140,10 @@ export class History {
       }),
     );
     if (hadFocus && hadFocus.isConnected) hadFocus.focus();
+    if (focusKey) {
+      const again = [...this.list.querySelectorAll(`[data-${focusKey}]`)].find((el) => el.dataset[focusKey] === focusThread);
+      if (again) again.focus();
+    }
   }
 
   /** Close an open rename form (Escape, or after saving) by drawing the list again. */
