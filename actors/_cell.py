@@ -35,6 +35,7 @@ from ._envelopes import (
 )
 from ._mailbox import Mailbox
 from ._ref import ActorRef
+from ._timers import TimerSet
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -120,7 +121,7 @@ class ActorCell:
         self.incarnation = 0
         self.scope: trio.CancelScope | None = None
         self.interrupt_scope: trio.CancelScope | None = None
-        self.timers: set[Timer] | None = None
+        self.timers: TimerSet | None = None
         self.watchers: set[ActorCell] | None = None
         self.watching: set[ActorCell] | None = None
         self.parent_stop = False
@@ -266,9 +267,9 @@ class ActorCell:
 
     # -- timers and passivation ---------------------------------------------
 
-    def _timer_set(self) -> set[Timer]:
+    def _timer_set(self) -> TimerSet:
         if self.timers is None:
-            self.timers = set()
+            self.timers = TimerSet()
         return self.timers
 
     def start_timer(self, message: Any, delay: float, interval: float | None) -> Timer:

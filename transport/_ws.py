@@ -336,22 +336,33 @@ class _Connection:
                 self.sending = False
 
     async def _run_sender(self) -> None:
-        """A sender task: write until the outbox is empty, then end."""
+        """A sender task: write until the outbox is empty, then end.
+
+        It may run in the endpoint's nursery, next to every other connection's: a failure
+        here cuts this connection and is never raised into that nursery.
+        """
         try:
-            while not self.sending:
-                outbox = self.outbox
-                if outbox is None or not outbox:
-                    if outbox is not None and not outbox.closed:
-                        self.outbox = None  # drained: give the memory back while idle
-                    return
-                self.sending = True
-                try:
-                    if await self._send_batch(outbox):
-                        return
-                finally:
-                    self.sending = False
+            await self._drain()
+        except Exception:
+            logger.exception("writing to a WebSocket failed; closing it")
+            if self.scope is not None:
+                self.scope.cancel()
         finally:
             self._sender_live = False
+
+    async def _drain(self) -> None:
+        while not self.sending:
+            outbox = self.outbox
+            if outbox is None or not outbox:
+                if outbox is not None and not outbox.closed:
+                    self.outbox = None  # drained: give the memory back while idle
+                return
+            self.sending = True
+            try:
+                if await self._send_batch(outbox):
+                    return
+            finally:
+                self.sending = False
 
     async def _send_batch(self, outbox: Outbox) -> bool:
         """Send one batch frame; True once the closing frame went out and the socket closed."""
@@ -463,6 +474,9 @@ class WebSocketEndpoint:
         self._pings = 0
         self._sweeping = False
         self._warned = False
+        #: Where connections start their sender tasks while `run` runs (None otherwise: each
+        #: connection then opens a nursery of its own, ~600 bytes more per connection).
+        self._senders: trio.Nursery | None = None
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -503,14 +517,26 @@ class WebSocketEndpoint:
         conn.reader = trio.lowlevel.current_task()
         self._connections.add(conn)
         try:
-            async with trio.open_nursery() as nursery:
-                conn.scope = nursery.cancel_scope
-                conn.nursery = nursery
-                try:
-                    await self._read(conn, receive, scope)
-                finally:
-                    conn.nursery = None
-                    nursery.cancel_scope.cancel()
+            senders = self._senders
+            if senders is not None:
+                # The usual case: the connection is its reader task in a cancel scope (what
+                # cuts it), and borrows the endpoint's nursery when it needs a sender task.
+                with trio.CancelScope() as cut:
+                    conn.scope = cut
+                    conn.nursery = senders
+                    try:
+                        await self._read(conn, receive, scope)
+                    finally:
+                        conn.nursery = None
+            else:
+                async with trio.open_nursery() as nursery:
+                    conn.scope = nursery.cancel_scope
+                    conn.nursery = nursery
+                    try:
+                        await self._read(conn, receive, scope)
+                    finally:
+                        conn.nursery = None
+                        nursery.cancel_scope.cancel()
         finally:
             self._connections.discard(conn)
             metrics.connections -= 1
@@ -556,8 +582,9 @@ class WebSocketEndpoint:
                 f"no hello within {self.limits.handshake_timeout} seconds",
             )
         # The finished scope would otherwise live as long as the connection: with its cancel
-        # status, ~780 bytes per idle connection.
+        # status, ~780 bytes per idle connection. So would the hello frame's text.
         del handshake
+        data = None
         while True:
             if conn.reader_dirty:
                 await conn.write_from_reader()
@@ -811,13 +838,16 @@ class WebSocketEndpoint:
         server's lifetime (``await nursery.start(endpoint.run)``); cancel it to stop."""
         limits = self.limits
         period = max(0.005, min(limits.heartbeat_interval, limits.heartbeat_timeout) / 2)
-        self._sweeping = True
-        task_status.started()
         try:
-            while True:
-                await trio.sleep(period)
-                self.sweep()
+            async with trio.open_nursery() as senders:
+                self._senders = senders
+                self._sweeping = True
+                task_status.started()
+                while True:
+                    await trio.sleep(period)
+                    self.sweep()
         finally:
+            self._senders = None
             self._sweeping = False
             for wire in list(self._wires.values()):
                 if wire.connections == 0:

@@ -289,14 +289,9 @@ class Router:
 
     def _host_spec(self, ctl: SessionControl) -> ChildSpec:
         limits = self.limits
-        factory, budget, snapshots = self._factory, self._budget, self.snapshots
-
-        def make_host() -> SessionHost:
-            return SessionHost(factory, ctl, budget=budget, snapshots=snapshots)
-
         return ChildSpec(
             name="session",
-            factory=make_host,
+            factory=_HostFactory(self, ctl),
             actor_class=SessionHost,
             restart=Restart.TRANSIENT,
             shutdown_timeout=limits.shutdown_timeout,
@@ -322,3 +317,23 @@ class Router:
             if ctl.recorder is not None:
                 ctl.recorder.close()
                 ctl.recorder = None
+
+
+class _HostFactory:
+    """Makes a session's host for each incarnation (a `ChildSpec` factory).
+
+    A slotted object rather than a closure: it lives as long as the session, and a closure
+    over four values cost ~330 bytes more per live chat.
+    """
+
+    __slots__ = ("ctl", "router")
+
+    def __init__(self, router: Router, ctl: SessionControl) -> None:
+        self.router = router
+        self.ctl = ctl
+
+    def __call__(self) -> SessionHost:
+        router = self.router
+        return SessionHost(
+            router._factory, self.ctl, budget=router._budget, snapshots=router.snapshots
+        )
