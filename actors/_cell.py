@@ -189,8 +189,9 @@ class ActorCell:
         """
         interruptible = actor.interruptible
         interrupted = False
-        get = self.mailbox.get
-        handle = actor.handle
+        # The mailbox and the actor, not their bound ``get`` / ``handle``: two bound methods
+        # held by every idle actor cost 128 bytes, two attribute lookups per message ~0.05 µs.
+        mailbox = self.mailbox
         special = SPECIAL_TYPES
         stamp = self.idle_timeout is not None
         try:
@@ -203,18 +204,18 @@ class ActorCell:
                     if interrupted:
                         await actor.on_interrupted()
                     while True:
-                        item = await get()
+                        item = await mailbox.get()
                         kind = type(item)
                         if kind in special:
                             if kind is Ask:
-                                await self._answer(handle, item)
+                                await self._answer(actor.handle, item)
                             elif kind is Tick:
                                 timer = item.timer
                                 timer.queued = False
                                 if timer._owner is self.timers:
-                                    await handle(item.message)
+                                    await actor.handle(item.message)
                                 else:  # queued for an earlier incarnation, which has ended
-                                    self.mailbox.dead_count += 1
+                                    mailbox.dead_count += 1
                                     self.runtime.dead_letters.post(
                                         self.name, DeadLetterReason.ACTOR_STOPPED, item.message
                                     )
@@ -229,7 +230,7 @@ class ActorCell:
                             elif kind is Crash:
                                 raise item.error
                         else:
-                            await handle(item)
+                            await actor.handle(item)
                         if stamp:
                             self.last_active = trio.current_time()
                 # Only an interruptible actor's own scope, cancelled by `interrupt`, gets here.

@@ -469,6 +469,8 @@ class WebSocketEndpoint:
         self.close_grace = close_grace
         self.detached_ttl = detached_ttl
         self._connections: set[_Connection] = set()
+        # Bound once and shared by every session's wire (a bound method each cost 64 B).
+        self._on_detached_cb = self._on_detached
         self._wires: dict[str, SessionWire] = {}
         self._detached: set[SessionWire] = set()
         self._pings = 0
@@ -699,7 +701,7 @@ class WebSocketEndpoint:
         return None
 
     def _new_wire(self) -> SessionWire:
-        return SessionWire(self.limits, self.metrics, on_detached=self._on_detached)
+        return SessionWire(self.limits, self.metrics, on_detached=self._on_detached_cb)
 
     def _register(self, wire: SessionWire) -> None:
         self._wires[wire.session_id] = wire

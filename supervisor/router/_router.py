@@ -107,6 +107,8 @@ class Router:
         self._starting: dict[str, trio.Event] = {}
         self._supervisor: Supervisor | None = None
         self._incarnation = 0
+        # Bound once and shared by every session's control (a bound method each cost 64 B).
+        self._on_host_gone = self._host_gone
 
     # -- wiring into the tree -------------------------------------------------------
 
@@ -243,7 +245,7 @@ class Router:
             action_schemas=self._schemas,
             max_subscribers=self.limits.max_subscribers,
         )
-        ctl.on_host_gone = self._host_gone
+        ctl.on_host_gone = self._on_host_gone
         if self.recorders is not None:
             ctl.recorder = self.recorders(
                 session_id,

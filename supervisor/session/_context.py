@@ -184,7 +184,9 @@ class Message:
         if not self.streaming:
             return _DONE
         self.streaming = False
-        self._context._open_streams.pop(self, None)
+        streams = self._context._open_streams
+        if streams is not None:
+            streams.pop(self, None)
         content = self.content
         self._chunks = [content]
         return self._context._emit(
@@ -213,12 +215,13 @@ class SessionContext:
 
     _ctl: SessionControl
     _token: trio.lowlevel.TrioToken
-    _open_streams: dict[Message, None]  # a dict, not a set: empty, it is 64 bytes, not 216
+    # Made with the first stream (most hooks never stream); a dict keeps them in order.
+    _open_streams: dict[Message, None] | None
 
     def _bind(self, control: SessionControl, token: trio.lowlevel.TrioToken) -> None:
         self._ctl = control
         self._token = token
-        self._open_streams = {}
+        self._open_streams = None
 
     # -- who and what ------------------------------------------------------------
 
@@ -294,6 +297,8 @@ class SessionContext:
         """
         message = Message(self, new_id("m"), "", author)
         message.streaming = True
+        if self._open_streams is None:
+            self._open_streams = {}
         self._open_streams[message] = None
         self._emit(self._message_event(message, role, "", metadata, streaming=True))
         return message

@@ -195,7 +195,8 @@ class SessionControl:
         self.state: dict[str, Any] = {}
         self.settings: dict[str, Any] = {}
         self.actions = ActionRegistry(action_schemas)
-        self.asks: dict[str, PendingAsk] = {}
+        #: Open questions to the user (made with the first: most chats never ask).
+        self.asks: dict[str, PendingAsk] | None = None
         #: The current host's reference (None before the first start).
         self.ref: ActorRef | None = None
         self.running: trio.CancelScope | None = None
@@ -237,20 +238,24 @@ class SessionControl:
     def open_ask(
         self, kind: Literal["text", "file", "action"], choices: ActionRegistry | None = None
     ) -> PendingAsk:
-        if len(self.asks) >= MAX_PENDING_ASKS:
+        asks = self.asks
+        if asks is None:
+            asks = self.asks = {}
+        if len(asks) >= MAX_PENDING_ASKS:
             raise RuntimeError(
                 f"session {self.session_id!r} already has {MAX_PENDING_ASKS} open asks"
             )
         ask = PendingAsk(new_id("q"), kind, choices)
-        self.asks[ask.id] = ask
+        asks[ask.id] = ask
         return ask
 
     def close_ask(self, ask: PendingAsk) -> None:
-        self.asks.pop(ask.id, None)
+        if self.asks is not None:
+            self.asks.pop(ask.id, None)
 
     def answer(self, reply: AskReply) -> SessionFailed | None:
         """Hand ``reply`` to the handler waiting for it; the error event if it cannot be."""
-        ask = self.asks.get(reply.ask)
+        ask = self.asks.get(reply.ask) if self.asks is not None else None
         if ask is None:
             return SessionFailed(
                 code="unknown_ask", message=f"no open ask {reply.ask!r}", ref=reply.id
