@@ -16,8 +16,6 @@ whether or not they wait, so a busy actor never starves its neighbours.
 from __future__ import annotations
 
 import collections
-import math
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 import outcome
@@ -45,12 +43,6 @@ __all__ = ["Mailbox"]
 _EMPTY: Final = object()
 #: Shared, always-empty stand-in for a mailbox that has never queued anything.
 _NO_QUEUE: Final[collections.deque[Any]] = collections.deque(maxlen=0)
-
-
-async def _handed(item: Any) -> Any:
-    """An item that was waiting: returned after a schedule point (as ``get`` promises)."""
-    await cancel_shielded_checkpoint()
-    return item
 
 
 class Mailbox:
@@ -223,20 +215,15 @@ class Mailbox:
 
     # -- the receiver's side -----------------------------------------------
 
-    def get(self) -> Coroutine[Any, Any, Any]:
-        """Next control signal, else next user message; waits when both are empty.
-
-        ``await mailbox.get()``: a cancellation point, and a schedule point. Not an ``async
-        def`` of its own: an actor parked here waits in Trio's own coroutine, one frame
-        (~200 bytes) less for every idle actor than a wrapper coroutine would keep.
-        """
-        if trio.current_effective_deadline() == -math.inf:
-            return checkpoint_if_cancelled()  # noqa: ASYNC105 (cancelled: raises when awaited)
+    async def get(self) -> Any:
+        """Next control signal, else next user message; waits when both are empty."""
+        await checkpoint_if_cancelled()
         item = self._take()
         if item is _EMPTY:
             self._receiver = current_task()
-            return wait_task_rescheduled(self._abort_get)  # noqa: ASYNC105 (awaited by the caller)
-        return _handed(item)
+            return await wait_task_rescheduled(self._abort_get)
+        await cancel_shielded_checkpoint()
+        return item
 
     def _abort_get(self, _: Any) -> Abort:
         self._receiver = None

@@ -322,18 +322,8 @@ class _Connection:
     async def write_from_reader(self) -> None:
         """Write what the reader queued (and whatever came with it), at the client's pace."""
         self.reader_dirty = False
-        while not self.sending and not self._sender_live:
-            outbox = self.outbox
-            if outbox is None or not outbox:
-                if outbox is not None and not outbox.closed:
-                    self.outbox = None
-                return
-            self.sending = True
-            try:
-                if await self._send_batch(outbox):
-                    return
-            finally:
-                self.sending = False
+        if not self._sender_live:  # else the sender writes it (none starts while we write)
+            await self._drain()
 
     async def _run_sender(self) -> None:
         """A sender task: write until the outbox is empty, then end.

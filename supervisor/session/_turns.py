@@ -69,32 +69,25 @@ def run_stepwise(
     try:
         trap = coro.send(None)
         while True:
-            if trap is _RESCHEDULE:
-                # Only letting others run (a receipt's schedule point): keep holding.
-                try:
-                    value = yield trap
-                except GeneratorExit:
-                    coro.close()
-                    raise
-                except BaseException as exc:
-                    trap = coro.throw(exc)
-                else:
-                    trap = coro.send(value)
-                continue
-            for output in outputs:
-                output.release()
+            # Only letting others run (a receipt's schedule point) is not a wait: keep holding.
+            waits = trap is not _RESCHEDULE
+            if waits:
+                for output in outputs:
+                    output.release()
             try:
                 value = yield trap
             except GeneratorExit:
                 coro.close()
                 raise
             except BaseException as exc:
-                for output in outputs:
-                    output.hold()
+                if waits:
+                    for output in outputs:
+                        output.hold()
                 trap = coro.throw(exc)
             else:
-                for output in outputs:
-                    output.hold()
+                if waits:
+                    for output in outputs:
+                        output.hold()
                 trap = coro.send(value)
     except StopIteration as stop:
         return stop.value
