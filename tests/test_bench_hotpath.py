@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks import hotpath
+from triolet.benchmarks import hotpath
 
 
 async def test_a_short_round_measures_both_sides() -> None:
