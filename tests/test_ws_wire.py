@@ -205,3 +205,22 @@ async def test_a_turn_that_waits_lets_its_events_go() -> None:
     assert tab.writes == ["kick"]  # an error in a turn is held like any event
     await wire.flush()
     assert tab.writes == ["kick", "flush"]
+
+
+async def test_a_schedule_point_lets_tokens_and_long_runs_go_but_not_an_echo() -> None:
+    wire, _ = new_wire()
+    tab = FakeConnection()
+    wire.attach(tab, None, new=True)
+    wire.hold()
+    wire.publish(MessageSent(id="u1", content="hi", role="user"))
+    wire.publish(MessageSent(id="m1", content="echo hi"))
+    wire.nudge()  # an echo's few events wait for the turn's end
+    assert tab.writes == []
+    wire.publish(TokenStreamed(message="m1", text="a"))
+    wire.nudge()  # a stream's tokens go at once
+    assert tab.writes == ["kick"]
+    wire.hold()
+    for i in range(9):
+        wire.publish(MessageSent(id=f"m{i + 2}", content="x"))
+    wire.nudge()  # so does a long run of events
+    assert tab.writes == ["kick", "kick"]

@@ -81,6 +81,9 @@ ELEMENT_URL: Final = "/api/elements/{id}"
 #: one message at a time, so more than a mailbox's worth waiting is never useful).
 _MAX_TIMED: Final = 64
 
+#: Events a turn may hold through a schedule point (an echo holds three: ack, echo, reply).
+_HELD_AT_SCHEDULE_POINT: Final = 8
+
 #: Errors by which the session refuses a frame outright: the frame is not acknowledged.
 _REFUSALS: Final = frozenset({"invalid_payload", "unknown_action", "unknown_ask"})
 
@@ -230,6 +233,8 @@ class SessionWire:
         "_conns",
         "_dedup",
         "_held",
+        "_held_count",
+        "_held_tokens",
         "_holding",
         "_log",
         "_received",
@@ -265,6 +270,8 @@ class SessionWire:
         #: pushes do not wake the connections' senders; ``_held`` says some were made.
         self._holding = False
         self._held = False
+        self._held_count = 0
+        self._held_tokens = False
         #: trio time when the last connection left (None while one is attached).
         self.detached_at: float | None = None
         self.ended = False
@@ -301,6 +308,9 @@ class SessionWire:
             self._time(event)
         if self._holding:
             self._held = True
+            self._held_count += 1
+            if kind is TokenStreamed:
+                self._held_tokens = True
             for conn in self._conns:
                 conn.push(wire, size, wake=False)
         else:
@@ -316,8 +326,17 @@ class SessionWire:
         self._holding = False
         if self._held:
             self._held = False
+            self._held_count = 0
+            self._held_tokens = False
             for conn in self._conns:
                 conn.kick()
+
+    def nudge(self) -> None:
+        """A schedule point in the turn: keep an echo's few events for the turn's end, but
+        let a stream's tokens go (its first tokens must not wait for its last) and any long
+        run of events (a tight loop must not fill the bounded outboxes)."""
+        if self._held and (self._held_tokens or self._held_count > _HELD_AT_SCHEDULE_POINT):
+            self.release()
 
     async def flush(self) -> None:
         """The turn ended: each connection writes what it holds, from this (the session's)
@@ -326,6 +345,8 @@ class SessionWire:
         if not self._held:
             return
         self._held = False
+        self._held_count = 0
+        self._held_tokens = False
         conns = self._conns
         if len(conns) == 1:
             await conns[0].flush_from_session()
@@ -345,6 +366,7 @@ class SessionWire:
         error = ErrorEvent(code=event.code, message=event.message, ref=event.ref)
         if self._holding:
             self._held = True
+            self._held_count += 1
         for conn in self._conns:
             conn.push(error, wake=not self._holding)
         if event.code == "session_error" and not event.restarting:

@@ -14,8 +14,10 @@ The host drives the turn's coroutine itself and, each time the coroutine is abou
 Trio's scheduler, calls `~TurnOutput.release` (wake the senders for what is held), and
 `~TurnOutput.hold` again when it is resumed. A turn that never yields (an echo) pays for one
 generator; one that does pays a method call per yield. A pure schedule point (the one in
-eight receipts that lets other tasks run, then carries on at once) is not a wait: the turn
-keeps holding through it.
+eight receipts that lets other tasks run, then carries on at once) is not a wait: there the
+output is only nudged, and keeps holding an echo's few events, but lets a stream's tokens or a
+long run of events go (a tight loop must neither delay its first tokens to the end nor fill a
+connection's bounded outbox).
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class TurnOutput(Protocol):
     def release(self) -> None:
         """The session's task is about to wait: let what is held go now (never blocks)."""
 
+    def nudge(self) -> None:
+        """The session's task lets others run for a moment (a schedule point, not a wait):
+        let go of what is held only if waiting for the turn's end would cost (never blocks)."""
+
     async def flush(self) -> None:
         """The turn is over: write what is held, without ever waiting for a slow client."""
 
@@ -69,9 +75,10 @@ def run_stepwise(
     try:
         trap = coro.send(None)
         while True:
-            # Only letting others run (a receipt's schedule point) is not a wait: keep holding.
-            waits = trap is not _RESCHEDULE
-            if waits:
+            if trap is _RESCHEDULE:
+                for output in outputs:
+                    output.nudge()  # only letting others run: usually keep holding
+            else:
                 for output in outputs:
                     output.release()
             try:
@@ -80,14 +87,12 @@ def run_stepwise(
                 coro.close()
                 raise
             except BaseException as exc:
-                if waits:
-                    for output in outputs:
-                        output.hold()
+                for output in outputs:
+                    output.hold()
                 trap = coro.throw(exc)
             else:
-                if waits:
-                    for output in outputs:
-                        output.hold()
+                for output in outputs:
+                    output.hold()
                 trap = coro.send(value)
     except StopIteration as stop:
         return stop.value
