@@ -208,6 +208,11 @@ async def test_a_turn_that_waits_lets_its_events_go() -> None:
 
 
 async def test_a_schedule_point_lets_tokens_and_long_runs_go_but_not_an_echo() -> None:
+    # Why it matters: a hook that sends in a tight loop (sleep(0) is only a schedule point)
+    # would otherwise hold its whole output until the turn ends, and a client that reads
+    # would be cut as slow once that filled its bounded outbox (seen with a 3 MB loop). An
+    # end-to-end test of that raced a Python client against the server under load: the
+    # policy is pinned here instead.
     wire, _ = new_wire()
     tab = FakeConnection()
     wire.attach(tab, None, new=True)
