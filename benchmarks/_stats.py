@@ -1,7 +1,9 @@
-"""Percentiles and ratios: the arithmetic every report shares, in one place."""
+"""Percentiles and ratios: the arithmetic every report shares, in one place (and the one
+way the single-file benchmarks print their figures)."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -42,3 +44,15 @@ def ratios(
         else:
             out[key] = None
     return out
+
+
+def print_figures(figures: Mapping[str, Any], *, as_json: bool, skip: Iterable[str] = ()) -> None:
+    """One JSON object (``--json``), or one aligned ``name: value`` line per figure."""
+    if as_json:
+        print(json.dumps(figures))
+        return
+    hidden = set(skip)
+    width = max((len(key) for key in figures if key not in hidden), default=0)
+    for key, value in figures.items():
+        if key not in hidden:
+            print(f"{key:>{width}}: {value}")

@@ -28,6 +28,8 @@ import trio.lowlevel
 from triolet.actors import Actor
 from triolet.supervisor import Backoff, ChildSpec, Supervisor, child, open_actor_system
 
+from ._stats import print_figures
+
 MAILBOX = 1000
 
 
@@ -238,11 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(trio.run(_idle, args.idle_only)))
         return
     result = run(args.messages, args.asks, args.idle, args.rounds)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>24}: {value}")
+    print_figures(result, as_json=args.json)
 
 
 if __name__ == "__main__":

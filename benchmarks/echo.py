@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ._servers import cpu_seconds, free_port, rss, wait_http
-from ._stats import percentile
+from ._stats import percentile, print_figures
 
 __all__ = ["cpu_seconds", "free_port", "main", "percentile", "rss", "wait_http"]
 
@@ -251,12 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
         "cpus": os.cpu_count(),
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            if key != "runs":
-                print(f"{key:>34}: {value}")
+    print_figures(result, as_json=args.json, skip=("runs",))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from triolet.transport._frames import ProtocolLimits
 from triolet.transport._ws import WebSocketEndpoint
 
 from ._bare import echo_app
+from ._stats import print_figures
 
 __all__ = ["main"]
 
@@ -169,11 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         "ratio": round(framework / bare, 3),
         "rounds": [[round(f * 1e6, 2), round(b * 1e6, 2)] for f, b in rounds],
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>24}: {value}")
+    print_figures(result, as_json=args.json)
 
 
 if __name__ == "__main__":
