@@ -125,14 +125,15 @@ class Outbox:
             return False
         if size is None:
             size = event_size(event)
-        if type(event) is TokenEvent and self._entries and self._merge(event):
+        entries = self._entries
+        if type(event) is TokenEvent and entries and self._merge(event):
             # A merged token adds its text only: the frame overhead is paid once per run.
-            self._bytes += len(event.text)
+            nbytes = self._bytes = self._bytes + len(event.text)
         else:
-            self._entries.append(event)
+            entries.append(event)
             self._sizes.append(size)
-            self._bytes += size
-        if len(self._entries) > self.max_events or self._bytes > self.max_bytes:
+            nbytes = self._bytes = self._bytes + size
+        if len(entries) > self.max_events or nbytes > self.max_bytes:
             self._overflowed = True
             return False
         return True

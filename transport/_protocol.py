@@ -252,21 +252,29 @@ _SPEC_FIELDS: Final = tuple(f.name for f in dataclasses.fields(ActionSpec))
 
 
 def _builder(cls: type) -> _WireBuilder:
-    """A dict builder per event class with its field names fixed up front (no per-call lookup)."""
+    """A dict builder per event class, generated from its fields (as dataclasses generates
+    ``__init__``).
+
+    Why generated: a loop over field names with ``getattr`` cost ~120 bytecodes per message
+    event, three times per echo (ack, copy, reply); straight-line code reads each field once
+    and tests only the fields that may be ``None`` (those whose default is ``None``), keeping
+    the declared key order.
+    """
     type_name: str = cls.TYPE  # type: ignore[attr-defined]
-    names = tuple(f.name for f in dataclasses.fields(cls))
-    nested = cls in (ActionsEvent, AskEvent)
-
-    def build(event: Any) -> dict[str, Any]:
-        wire: dict[str, Any] = {"type": type_name}
-        for name in names:
-            value = getattr(event, name)
-            if value is not None:
-                wire[name] = value
-        if nested:
-            wire["actions"] = [_spec_to_wire(a) for a in wire["actions"]]
-        return wire
-
+    lines = [f"    wire = {{'type': {type_name!r}}}"]
+    for f in dataclasses.fields(cls):
+        if f.default is None:
+            lines.append(f"    value = event.{f.name}")
+            lines.append(f"    if value is not None: wire[{f.name!r}] = value")
+        else:
+            lines.append(f"    wire[{f.name!r}] = event.{f.name}")
+    if cls in (ActionsEvent, AskEvent):
+        lines.append("    wire['actions'] = [spec_to_wire(a) for a in wire['actions']]")
+    source = "def build(event):\n" + "\n".join(lines) + "\n    return wire\n"
+    namespace: dict[str, Any] = {"spec_to_wire": _spec_to_wire}
+    exec(compile(source, f"<wire builder for {cls.__name__}>", "exec"), namespace)
+    build: _WireBuilder = namespace["build"]
+    build.__qualname__ = f"build_{cls.__name__}"
     return build
 
 

@@ -116,13 +116,20 @@ class SessionLog:
         ``size`` may be passed when the caller already knows it; otherwise it is estimated.
         The event object is shared with every connection afterwards: do not change it.
         """
-        self._last_seq += 1
-        event.seq = self._last_seq
+        seq = self._last_seq = self._last_seq + 1
+        event.seq = seq
         if size is None:
             size = event_size(event)
         entries = self._entries
         entries.append((event, size))
-        self._bytes += size
+        nbytes = self._bytes = self._bytes + size
+        if len(entries) - self._head > self.max_events or nbytes > self.max_bytes:
+            self._evict()
+        return seq
+
+    def _evict(self) -> None:
+        """Drop the oldest events until the log is within both bounds again."""
+        entries = self._entries
         while len(entries) > self._head and (
             len(entries) - self._head > self.max_events or self._bytes > self.max_bytes
         ):
@@ -134,7 +141,6 @@ class SessionLog:
         if self._head and self._head * 2 >= len(entries):
             del entries[: self._head]
             self._head = 0
-        return self._last_seq
 
     def replay(self, last_seq: int) -> tuple[SessionEvent, ...] | ReplayGap:
         """The events after ``last_seq``, oldest first, or a :class:`ReplayGap`.

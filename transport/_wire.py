@@ -19,7 +19,7 @@ an idle session costs a few hundred bytes here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, ClassVar, Final, Protocol
 
 import trio
 
@@ -248,6 +248,9 @@ class SessionWire:
         "session_id",
     )
 
+    #: TaskStarted is not on the wire: a session followed only by wires does not make it.
+    wants_task_started: ClassVar[bool] = False
+
     def __init__(
         self,
         limits: ProtocolLimits,
@@ -288,14 +291,16 @@ class SessionWire:
     def publish(self, event: DomainEvent) -> None:
         """Map, sequence, log and fan out one domain event. Never blocks."""
         kind = type(event)
+        if kind is TaskEnded:
+            if self._received:
+                self._turn_ended(event)  # type: ignore[arg-type]
+            return  # not on the wire in protocol version 1
         if kind is TaskStarted:
-            return  # every hook run publishes one: not on the wire (cheapest test first)
+            return  # (the host does not even make one when only wires follow: see below)
         wire = to_wire_event(event)
         if wire is None:
             if kind is SessionFailed:
                 self._failed(event)  # type: ignore[arg-type]
-            elif kind is TaskEnded and self._received:
-                self._turn_ended(event)  # type: ignore[arg-type]
             return
         log = self._log
         if log is None:

@@ -101,7 +101,7 @@ class Fanout:
     is logged and dropped: it cannot break the session or its neighbours.
     """
 
-    __slots__ = ("_subscribers", "max_subscribers", "session_id", "turn_outputs")
+    __slots__ = ("_subscribers", "max_subscribers", "session_id", "starts_wanted", "turn_outputs")
 
     def __init__(self, session_id: str, max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS) -> None:
         self.session_id = session_id
@@ -109,6 +109,10 @@ class Fanout:
         self._subscribers: tuple[SessionOutput, ...] = ()
         #: The subscribers that hold a turn's events for one write at its end (see _turns).
         self.turn_outputs: tuple[TurnOutput, ...] = ()
+        #: Whether any subscriber wants `TaskStarted` (one per hook run, which the transport's
+        #: wire drops: it says ``wants_task_started = False``). When none does, the host does
+        #: not make the event at all.
+        self.starts_wanted = False
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -128,7 +132,9 @@ class Fanout:
         self._find_turn_outputs()
 
     def _find_turn_outputs(self) -> None:
-        self.turn_outputs = tuple(s for s in self._subscribers if isinstance(s, TurnOutput))
+        subscribers = self._subscribers
+        self.turn_outputs = tuple(s for s in subscribers if isinstance(s, TurnOutput))
+        self.starts_wanted = any(getattr(s, "wants_task_started", True) for s in subscribers)
 
     def publish(self, event: SessionEvent) -> None:
         for subscriber in self._subscribers:
@@ -217,7 +223,16 @@ class SessionControl:
         recorder = self.recorder
         if recorder is not None:
             recorder.publish(event)
-        self.output.publish(event)
+        # Fanout.publish, inlined: four events per echo go through here.
+        output = self.output
+        for subscriber in output._subscribers:
+            try:
+                subscriber.publish(event)
+            except Exception:
+                logger.exception(
+                    "subscriber %r of session %r failed; dropping it", subscriber, self.session_id
+                )
+                output.unsubscribe(subscriber)
 
     # -- stop ---------------------------------------------------------------
 

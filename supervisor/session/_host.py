@@ -190,7 +190,9 @@ class SessionHost(Actor):
             return
         fn, call_args = session._hook(hook, args)
         ctl = self._ctl
-        ctl.publish(TaskStarted(hook=hook, ref=ref))
+        # Only wires follow most sessions, and they drop TaskStarted: then it is not made.
+        if ctl.output.starts_wanted or ctl.recorder is not None:
+            ctl.publish(TaskStarted(hook=hook, ref=ref))
         # The cell's interrupt scope (one per incarnation, not one per hook: see
         # ActorCell.run_loop) is what a stop cancels, and only while a hook runs.
         self._running = (hook, ref)
