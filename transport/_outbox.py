@@ -68,14 +68,15 @@ class Outbox:
     """
 
     __slots__ = (
-        "_bytes",
-        "_closed",
         "_entries",
-        "_overflowed",
+        "_runs",
         "_sizes",
+        "closed",
         "max_bytes",
         "max_coalesced_bytes",
         "max_events",
+        "nbytes",
+        "overflowed",
     )
 
     def __init__(
@@ -93,48 +94,40 @@ class Outbox:
         self.max_coalesced_bytes = max_coalesced_bytes
         self._entries: deque[_Entry] = deque()
         self._sizes: deque[int] = deque()
-        self._bytes = 0
-        self._overflowed = False
-        self._closed = False
+        #: Token runs among the entries: with none (an echo), a batch is the entries as they are.
+        self._runs = 0
+        # Plain attributes rather than properties (read them, never set them from outside):
+        # the session's flush reads them for every turn.
+        #: About how many encoded bytes are waiting.
+        self.nbytes = 0
+        #: The client fell too far behind; the connection should be closed as ``slow_client``.
+        self.overflowed = False
+        #: `close` was called: only the closing event is left to send.
+        self.closed = False
 
     def __len__(self) -> int:
         """Entries waiting (a run of merged tokens counts once)."""
         return len(self._entries)
-
-    @property
-    def nbytes(self) -> int:
-        """About how many encoded bytes are waiting."""
-        return self._bytes
-
-    @property
-    def overflowed(self) -> bool:
-        """The client fell too far behind; the connection should be closed as ``slow_client``."""
-        return self._overflowed
-
-    @property
-    def closed(self) -> bool:
-        """:meth:`close` was called: only the closing event is left to send."""
-        return self._closed
 
     def push(self, event: ServerEvent, *, size: int | None = None) -> bool:
         """Queue ``event``; ``False`` means it was refused (too far behind, or closed).
 
         ``size`` may be passed when the caller has it (the session log computed it already).
         """
-        if self._overflowed or self._closed:
+        if self.overflowed or self.closed:
             return False
         if size is None:
             size = event_size(event)
         entries = self._entries
         if type(event) is TokenEvent and entries and self._merge(event):
             # A merged token adds its text only: the frame overhead is paid once per run.
-            nbytes = self._bytes = self._bytes + len(event.text)
+            nbytes = self.nbytes = self.nbytes + len(event.text)
         else:
             entries.append(event)
             self._sizes.append(size)
-            nbytes = self._bytes = self._bytes + size
+            nbytes = self.nbytes = self.nbytes + size
         if len(entries) > self.max_events or nbytes > self.max_bytes:
-            self._overflowed = True
+            self.overflowed = True
             return False
         return True
 
@@ -144,6 +137,7 @@ class Outbox:
             if not self._fits(last.message, last.seq, self._sizes[-1], token):
                 return False
             last = self._entries[-1] = _TokenRun(last, self._sizes[-1])
+            self._runs += 1
         elif type(last) is _TokenRun:
             if not self._fits(last.message, last.seq, last.size, token):
                 return False
@@ -169,8 +163,11 @@ class Outbox:
         if not self._entries:
             return None
         entry = self._entries.popleft()
-        self._bytes -= self._sizes.popleft()
-        return entry.event() if type(entry) is _TokenRun else entry  # type: ignore[return-value]
+        self.nbytes -= self._sizes.popleft()
+        if type(entry) is _TokenRun:
+            self._runs -= 1
+            return entry.event()
+        return entry  # type: ignore[return-value]
 
     def pop_batch(
         self, max_events: int = DEFAULT_BATCH_EVENTS, max_bytes: int = DEFAULT_MAX_FRAME_BYTES // 2
@@ -181,14 +178,17 @@ class Outbox:
         client's frame limit; pair it with ``encode_batch``.
         """
         entries = self._entries
-        if len(entries) <= max_events and self._bytes <= max_bytes:
+        if len(entries) <= max_events and self.nbytes <= max_bytes:
             # The usual case (an echo's ack, copy and reply): everything waiting fits.
-            batch: list[ServerEvent] = [
-                e.event() if isinstance(e, _TokenRun) else e for e in entries
-            ]
+            batch: list[ServerEvent]
+            if self._runs:
+                batch = [e.event() if type(e) is _TokenRun else e for e in entries]  # type: ignore[misc]
+                self._runs = 0
+            else:
+                batch = list(entries)  # type: ignore[arg-type]
             entries.clear()
             self._sizes.clear()
-            self._bytes = 0
+            self.nbytes = 0
             return batch
         batch = []
         total = 0
@@ -210,8 +210,9 @@ class Outbox:
         closing = ClosingEvent.for_reason(reason, message)
         self._entries.clear()
         self._sizes.clear()
+        self._runs = 0
         self._entries.append(closing)
         self._sizes.append(0)
-        self._bytes = 0
-        self._closed = True
+        self.nbytes = 0
+        self.closed = True
         return closing

@@ -296,7 +296,7 @@ class SessionWire:
                 self._turn_ended(event)  # type: ignore[arg-type]
             return  # not on the wire in protocol version 1
         if kind is TaskStarted:
-            return  # (the host does not even make one when only wires follow: see below)
+            return  # (the host makes none when only wires follow: `wants_task_started`)
         wire = to_wire_event(event)
         if wire is None:
             if kind is SessionFailed:
@@ -309,8 +309,17 @@ class SessionWire:
             )
         size = event_size(wire)
         log.append(wire, size=size)
-        if self._awaiting is not None or self._received:
-            self._time(event)
+        # Latency: the echo of a timed user message starts the wait for its first reply event.
+        awaiting = self._awaiting
+        if kind is MessageSent and event.client_id is not None:  # type: ignore[union-attr]
+            timed = self._received
+            if timed:
+                received = timed.get(event.client_id)  # type: ignore[union-attr]
+                if received is not None:
+                    self._awaiting = received
+        elif awaiting is not None:
+            self._awaiting = None
+            self.metrics.first_event_latency.observe(trio.current_time() - awaiting)
         if self._holding:
             self._held = True
             self._held_count += 1
@@ -379,19 +388,6 @@ class SessionWire:
             self.ended = True
             for conn in self._conns:
                 conn.close(CloseReason.SESSION_ENDED, "the session stopped after repeated errors")
-
-    def _time(self, event: DomainEvent) -> None:
-        """Latency: the echo of a timed user message starts the wait for its first reply event."""
-        if type(event) is MessageSent:
-            client_id = event.client_id
-            if client_id is not None:
-                received = self._received.get(client_id) if self._received else None
-                if received is not None:
-                    self._awaiting = received
-                return
-        if self._awaiting is not None:
-            self.metrics.first_event_latency.observe(trio.current_time() - self._awaiting)
-            self._awaiting = None
 
     def _turn_ended(self, event: TaskEnded) -> None:
         assert self._received is not None
