@@ -217,11 +217,13 @@ class Mailbox:
 
     async def get(self) -> Any:
         """Next control signal, else next user message; waits when both are empty."""
-        await checkpoint_if_cancelled()
-        item = self._take()
-        if item is _EMPTY:
+        if self._control is None and not self._queue:
+            # Parking is itself a cancellation point: no separate check before it (the idle
+            # actor's usual path, once per message).
             self._receiver = current_task()
             return await wait_task_rescheduled(self._abort_get)
+        await checkpoint_if_cancelled()  # before taking: a cancelled get leaves the item
+        item = self._take()  # (the check does not yield: nothing took it meanwhile)
         await cancel_shielded_checkpoint()
         return item
 
