@@ -40,7 +40,7 @@ class ActorRef:
     @property
     def alive(self) -> bool:
         """False once the actor has stopped for good (a restart keeps it alive)."""
-        return not self._cell.mailbox.closed
+        return not self._cell.mailbox._closed  # (the property, without its call: every delivery)
 
     @property
     def mailbox_depth(self) -> int:

@@ -387,7 +387,8 @@ def _command(frame: ClientFrame) -> Command:
     kind = type(frame)
     if kind is MessageFrame:
         m: MessageFrame = frame  # type: ignore[assignment]
-        return UserMessage(id=m.id, content=m.content, files=tuple(FileRef(id=f) for f in m.files))
+        files = tuple(FileRef(id=f) for f in m.files) if m.files else ()
+        return UserMessage(id=m.id, content=m.content, files=files)
     if kind is ActionFrame:
         a: ActionFrame = frame  # type: ignore[assignment]
         return ActionInvoked(id=a.id, action=a.action, name=a.name, payload=dict(a.payload))

@@ -110,7 +110,9 @@ class SessionHandle:
                 return False
         await checkpoint_if_cancelled()
         for _attempt in range(2):
-            ref = await self._host()
+            ref = ctl.ref
+            if ref is None or not ref.alive or ctl.ended:
+                ref = await self._host()  # (what it returns at once for a live host)
             try:
                 if not wait:
                     return ref.try_tell(message)

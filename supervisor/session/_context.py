@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, TypeVar, cast
 
 import trio
+from trio.lowlevel import in_trio_run
 
 from ._actions import Action, ActionRegistry
 from ._commands import FileRef
@@ -249,10 +250,12 @@ class SessionContext:
 
     def _emit(self, event: SessionEvent) -> Done:
         ctl = self._ctl
-        if in_trio_thread():
+        if in_trio_run():  # (in_trio_thread, without the extra call: once per output call)
             ctl.publish(event)
-            held = _pushback(ctl)
-            return _DONE if held is None else _Held(held)
+            recorder = ctl.recorder
+            if recorder is None or not getattr(recorder, "held", False):
+                return _DONE
+            return _Held(cast(_PushesBack, recorder))
         call_sync(self._token, ctl.publish, event)
         held = _pushback(ctl)
         if held is not None:  # a worker thread has no receipt to await: it waits here

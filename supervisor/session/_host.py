@@ -185,7 +185,8 @@ class SessionHost(Actor):
     # -- running one hook -------------------------------------------------------
 
     async def _run(self, hook: str, *args: Any, ref: str | None = None) -> None:
-        session = self.session
+        session = self._session
+        assert session is not None
         if not session._overrides(hook):
             return
         fn, call_args = session._hook(hook, args)
@@ -216,7 +217,8 @@ class SessionHost(Actor):
         # Finished: a stop that comes after this point cancels nothing (on_interrupted sees
         # ``_running`` cleared and lets the loop go on).
         self._running = None
-        session._close_streams()
+        if session._open_streams:
+            session._close_streams()
         ctl.publish(TaskEnded(hook=hook, status="ok", ref=ref))
 
     async def on_interrupted(self) -> None:
