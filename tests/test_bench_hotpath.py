@@ -11,3 +11,16 @@ async def test_a_short_round_measures_both_sides() -> None:
     # benchmark's job, not a test's).
     assert 0 < framework < 1.0
     assert 0 < bare < 1.0
+
+
+def test_bytecodes_are_counted_per_echo_by_side() -> None:
+    from triolet.benchmarks import bytecodes
+
+    figures = bytecodes.count(sessions=2, echoes=50, top=3)
+    assert figures["echoes"] >= 50
+    # Every echo runs framework code and Trio's scheduler; the top list names our functions.
+    assert figures["framework_bytecodes_per_echo"] > 100
+    assert figures["trio_bytecodes_per_echo"] > 100
+    assert figures["framework_calls_per_echo"] > 10
+    assert len(figures["top"]) == 3
+    assert all(entry["bytecodes_per_echo"] > 0 for entry in figures["top"])
