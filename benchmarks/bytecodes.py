@@ -38,7 +38,7 @@ from triolet.transport._frames import ProtocolLimits
 from triolet.transport._ws import WebSocketEndpoint
 
 from ._stats import print_figures
-from .hotpath import Echo, _Client
+from .hotpath import App, Echo, _Client
 
 __all__ = ["count", "main"]
 
@@ -92,6 +92,7 @@ async def _drive(sessions: int, echoes: int, tally: _Tally) -> int:
             ProtocolLimits(),
             write_probe=lambda send: send.__self__.probe(),  # type: ignore[attr-defined]
         )
+        app: App = endpoint
         counted = 0
         counting = False
         done = trio.Event()
@@ -118,8 +119,13 @@ async def _drive(sessions: int, echoes: int, tally: _Tally) -> int:
             async with trio.open_nursery() as clients:
                 for index in range(sessions):
                     c = _Client('"echo: ')
-                    scope = {"type": "websocket", "path": "/ws", "headers": [], "extensions": {}}
-                    clients.start_soon(endpoint, scope, c.rx.receive, c.send)
+                    scope: dict[str, Any] = {
+                        "type": "websocket",
+                        "path": "/ws",
+                        "headers": [],
+                        "extensions": {},
+                    }
+                    clients.start_soon(app, scope, c.rx.receive, c.send)
                     clients.start_soon(client, c, index)
                 await trio.sleep(0.5)  # every session open and echoing: count the steady state
                 counting = True
