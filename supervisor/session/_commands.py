@@ -9,8 +9,10 @@ is the one waiting for it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
+
+from ._record import record
 
 __all__ = [
     "ActionInvoked",
@@ -26,7 +28,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class FileRef:
     """A file the user uploaded (over HTTP, before the frame that names it)."""
 
@@ -37,7 +39,7 @@ class FileRef:
     path: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class UserMessage:
     """The user said something; ``id`` is the client's message id. ``on_message`` gets this."""
 
@@ -48,7 +50,7 @@ class UserMessage:
     metadata: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class ActionInvoked:
     """The user pressed the action ``action`` (its id) named ``name``, with ``payload``."""
 
@@ -58,7 +60,7 @@ class ActionInvoked:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class AskReply:
     """The user's answer to the ask ``ask`` (text, files, or the chosen action's id)."""
 
@@ -70,20 +72,20 @@ class AskReply:
     payload: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class StopRequest:
     """The user pressed stop: cancel the running handler (never queued)."""
 
     id: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class SettingsUpdate:
     id: str
     values: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class FileUpload:
     """Files uploaded outside a message or an ask (drag and drop): ``on_file_upload`` gets them."""
 
@@ -91,14 +93,14 @@ class FileUpload:
     files: tuple[FileRef, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class EndChat:
     """The conversation is over: run ``on_chat_end`` and stop the session for good."""
 
     id: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class ThreadInfo:
     """What ``on_chat_resume`` knows about the conversation it continues.
 

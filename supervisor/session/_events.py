@@ -1,4 +1,4 @@
-"""What a session emits: the domain events, one small frozen struct each.
+"""What a session emits: the domain events, one small read-only struct each.
 
 These are not wire frames. A session publishes them to its `SessionOutput`; the transport maps
 each one to a frame of ``docs/PROTOCOL.md`` (adding ``seq``), the persistence writer stores them,
@@ -27,14 +27,17 @@ SessionFailed          error (to every tab)        code ``session_error``, ``inv
 TaskStarted/TaskEnded  (not yet on the wire)       the busy indicator; a stop button's state
 =====================  ==========================  =========================================
 
-Every event is frozen (subscribers share one instance, so none may change it for the others)
-and slotted (a streamed token makes one: it must be cheap).
+Every event is read-only (subscribers share one instance, so none may change it for the
+others: frozen for the type checker, see `record` for why not at run time) and slotted (a
+streamed token makes one: it must be cheap).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
+
+from ._record import record
 
 __all__ = [
     "ActionSpec",
@@ -69,7 +72,7 @@ Display = Literal["inline", "side", "page"]
 Json = Any
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class MessageSent:
     """A new message; ``client_id`` links a user message to the client frame it came from."""
 
@@ -84,7 +87,7 @@ class MessageSent:
     metadata: dict[str, Json] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class TokenStreamed:
     """A chunk of text appended to the streamed message ``message``."""
 
@@ -92,7 +95,7 @@ class TokenStreamed:
     text: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class StreamEnded:
     """The stream of ``message`` is over; ``incomplete`` when stop or a crash cut it short."""
 
@@ -101,7 +104,7 @@ class StreamEnded:
     incomplete: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class MessageUpdated:
     """Replace what is given (``None`` leaves a field unchanged)."""
 
@@ -110,12 +113,12 @@ class MessageUpdated:
     metadata: dict[str, Json] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class MessageRemoved:
     message: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class StepStarted:
     """A trace step began; ``parent`` is the enclosing step, so steps nest to any depth."""
 
@@ -129,7 +132,7 @@ class StepStarted:
     metadata: dict[str, Json] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class StepUpdated:
     """Something about a running step changed (only what changed is set)."""
 
@@ -139,7 +142,7 @@ class StepUpdated:
     metadata: dict[str, Json] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class StepEnded:
     """A step is over; carries its final input, output and metadata (model, token counts)."""
 
@@ -152,7 +155,7 @@ class StepEnded:
     metadata: dict[str, Json] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class ElementSent:
     """A rich element: exactly one of ``data``, ``path``, ``url`` or ``content`` is set.
 
@@ -174,7 +177,7 @@ class ElementSent:
     metadata: dict[str, Json] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class ActionSpec:
     """One button or form as clients see it; ``schema`` is its payload's JSON Schema."""
 
@@ -187,7 +190,7 @@ class ActionSpec:
     schema: dict[str, Json] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class ActionsSent:
     """The complete set of actions attached to ``message`` (empty: remove them)."""
 
@@ -195,7 +198,7 @@ class ActionsSent:
     actions: tuple[ActionSpec, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class AskStarted:
     """The session waits for the user's answer (text, files, or one of ``actions``)."""
 
@@ -209,13 +212,13 @@ class AskStarted:
     actions: tuple[ActionSpec, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class AskEnded:
     id: str
     reason: Literal["answered", "timeout", "cancelled"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class SettingsSent:
     """The chat settings' current values and, optionally, the JSON Schema of their form."""
 
@@ -223,7 +226,7 @@ class SettingsSent:
     schema: dict[str, Json] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class SessionFailed:
     """Tell the session's clients that something they sent or the app's code failed.
 
@@ -240,7 +243,7 @@ class SessionFailed:
     restarting: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class TaskStarted:
     """A hook began running: the UI shows it busy and enables its stop button."""
 
@@ -248,7 +251,7 @@ class TaskStarted:
     ref: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class TaskEnded:
     hook: str
     status: Literal["ok", "error", "cancelled"]
