@@ -76,7 +76,8 @@ def decode_frame(
     itself is the cost an attacker wants us to pay), :class:`UnsupportedVersion` for a ``hello``
     of another version, and :class:`ProtocolError` for everything else.
     """
-    _check_size(data, max_frame_bytes)
+    if len(data) > max_frame_bytes // 4:  # (at most 4 bytes a character: smaller always fits)
+        _check_size(data, max_frame_bytes)
     try:
         if isinstance(data, str):
             # One pass in Rust: parse and validate together (the common, valid case).
