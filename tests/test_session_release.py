@@ -17,6 +17,7 @@ import pytest
 import trio
 import trio.testing
 
+from triolet import _gc
 from triolet.actors import Actor, ActorCell, ActorRef
 from triolet.supervisor import ActorSystem, ChildSpec, Restart
 from triolet.supervisor.router import Router, SessionLimits
@@ -158,3 +159,24 @@ async def test_a_stopped_actor_is_freed_though_its_factory_holds_its_ref(
     del factory, spec
     await trio.sleep(1)  # the root supervisor takes the exit notice
     assert not [o for o in gc.get_objects() if type(o) is ActorCell and o.name == "quiet"]
+
+
+async def test_collect_after_closes_runs_once_a_burst_is_over(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[int] = []
+    monkeypatch.setattr(_gc.gc, "collect", lambda generation=2: runs.append(generation) or 0)
+    closed = 0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: _gc.collect_after_closes(lambda: closed, batch=10, quiet=1.0))
+        await trio.sleep(0.5)
+        for _ in range(30):  # a burst: 3 closes a second for 10 s
+            closed += 1
+            await trio.sleep(1 / 3)
+        assert runs == []  # not while connections are still closing
+        await trio.sleep(2.5)
+        assert runs == [1]  # young and middle generations, once
+        closed += 5  # fewer than a batch: left to the collector's own schedule
+        await trio.sleep(10)
+        assert runs == [1]
+        nursery.cancel_scope.cancel()
