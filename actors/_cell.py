@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import outcome
@@ -64,6 +65,11 @@ class _NoScope:
 _NO_SCOPE: Final = _NoScope()
 
 
+def _gone(name: str) -> Actor:
+    """The factory of a cell whose actor is gone for good (`ActorCell.finalize`)."""
+    raise ActorStopped(name)
+
+
 class CellState(enum.StrEnum):
     STARTING = "starting"
     RUNNING = "running"
@@ -85,7 +91,6 @@ class ActorCell:
         "last_active",
         "mailbox",
         "parent_stop",
-        "ref",
         "registered",
         "restarts",
         "runtime",
@@ -112,7 +117,6 @@ class ActorCell:
         self.mailbox = Mailbox(
             name, mailbox_size, overflow, runtime.dead_letters, block_timeout=block_timeout
         )
-        self.ref = ActorRef(self)
         self.actor: Actor | None = None
         self.state = CellState.STARTING
         self.idle_timeout = idle_timeout
@@ -131,6 +135,17 @@ class ActorCell:
     @property
     def name(self) -> str:
         return self.mailbox.name
+
+    @property
+    def ref(self) -> ActorRef:
+        """A reference to this actor (refs to one cell are equal and hash alike).
+
+        Made on demand rather than kept: a cell holding its own ref would be a reference
+        cycle, and a stopped actor (a closed chat's host, its mailbox, and what its factory
+        holds) would then wait for a garbage collection instead of going when the last ref
+        does. A server tunes the collector to run rarely (``triolet/_gc.py``).
+        """
+        return ActorRef(self)
 
     def __repr__(self) -> str:
         return f"<ActorCell {self.name!r} {self.state.value}>"
@@ -347,6 +362,10 @@ class ActorCell:
         self._cancel_timers()
         self.mailbox.close()
         self.actor = None
+        # A factory often holds what refers back to this cell (the router's host factory
+        # holds the session's control, which holds the host's ref): kept, that cycle would
+        # keep a closed session until a garbage collection.
+        self.factory = partial(_gone, self.name)
         runtime = self.runtime
         if self.registered:
             runtime.unregister(self.name, self)

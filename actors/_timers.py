@@ -161,19 +161,27 @@ class TimerService:
         """Serve timers until cancelled (owned by the actor system's nursery)."""
         task_status.started()
         while True:
-            heap = self._heap
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                _, _, timer = heapq.heappop(heap)
-                if timer.cancelled:
-                    self._cancelled = max(0, self._cancelled - 1)
-                    continue
-                self._fire(timer, now)
-                heap = self._heap
+            heap = self._fire_due(trio.current_time())
             with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
                 self._scope = scope
                 await trio.sleep_forever()
             self._scope = None
+
+    def _fire_due(self, now: float) -> list[tuple[float, int, Timer]]:
+        """Fire every timer due by ``now``; returns the heap.
+
+        A method of its own so that the last timer fired is not kept in `run`'s frame while
+        it sleeps: a stopped actor's idle check would keep its whole cell until the next.
+        """
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, timer = heapq.heappop(heap)
+            if timer.cancelled:
+                self._cancelled = max(0, self._cancelled - 1)
+                continue
+            self._fire(timer, now)
+            heap = self._heap
+        return heap
 
     @staticmethod
     def _retire(timer: Timer) -> None:

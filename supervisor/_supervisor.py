@@ -204,6 +204,9 @@ class Supervisor(Actor):
                 item.slot.settle(
                     outcome.Error(TypeError(f"supervisor {self.name!r} answers no messages"))
                 )
+            # Not kept while waiting for the next one: a child's exit notice holds the child's
+            # cell and spec (for a session, its control and state) until the next notice.
+            del item
 
     def _new_child(self, spec: ChildSpec, name: str) -> _Child:
         cell = self._cell.runtime.new_cell(

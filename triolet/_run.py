@@ -61,7 +61,7 @@ from triolet.transport import (
 )
 from triolet.transport._ui_api import UISettings
 
-from ._gc import tune_for_server
+from ._gc import collect_after_closes, tune_for_server
 from ._loader import load_actor_class, load_behaviour
 
 __all__ = ["TransportService", "build_router", "run_app"]
@@ -129,6 +129,8 @@ class TransportService(ServiceActor):
         storage: StorageBackend | None = None,
         files: FileStore | None = None,
         pending_elements: PendingElements | None = None,
+        *,
+        collect_after_closes: bool = False,
     ) -> None:
         self.config = config
         self.router = router
@@ -137,6 +139,8 @@ class TransportService(ServiceActor):
         self.storage = storage
         self.files = files
         self.pending_elements = pending_elements
+        #: Run `collect_after_closes` beside the server (with `tune_for_server`'s threshold).
+        self.collect_after_closes = collect_after_closes
         self._stop = trio.Event()
 
     async def run_service(self, *, task_status: trio.TaskStatus[Any]) -> None:
@@ -169,16 +173,22 @@ class TransportService(ServiceActor):
             pending_elements=self.pending_elements,
             ui=UISettings.from_config(self.config, base_dir=_base_dir(self.config)),
         )
-        await serve(
-            app,
-            host=server.host,
-            port=server.port,
-            shutdown_trigger=self._stop.wait,
-            graceful_timeout=self.config.supervision.shutdown_timeout,
-            drain_delay=DRAIN_DELAY,
-            max_frame_bytes=server.max_frame_bytes,
-            task_status=task_status,
-        )
+        async with trio.open_nursery() as nursery:
+            if self.collect_after_closes:
+                nursery.start_soon(
+                    collect_after_closes, lambda: metrics.connections_total - metrics.connections
+                )
+            await serve(
+                app,
+                host=server.host,
+                port=server.port,
+                shutdown_trigger=self._stop.wait,
+                graceful_timeout=self.config.supervision.shutdown_timeout,
+                drain_delay=DRAIN_DELAY,
+                max_frame_bytes=server.max_frame_bytes,
+                task_status=task_status,
+            )
+            nursery.cancel_scope.cancel()
 
     async def on_stop(self) -> None:
         self._stop.set()
@@ -220,7 +230,8 @@ async def run_app(
     """Run the app ``config`` describes until SIGINT/SIGTERM (or cancellation).
 
     ``tune_gc`` (what ``triolet run`` passes; off for a program that embeds the server):
-    once listening, tune the garbage collector for a server process (see ``_gc``).
+    once listening, tune the garbage collector for a server process, and collect what
+    closed connections leave once a burst of them is over (see ``_gc``).
 
     ``task_status.started`` receives the server's addresses once it listens.
     """
@@ -292,6 +303,7 @@ async def run_app(
                     backend,
                     files,
                     persistence.pending_elements,
+                    collect_after_closes=tune_gc,
                 ),
                 actor_class=TransportService,
                 shutdown_timeout=supervision.shutdown_timeout + DRAIN_DELAY + 1.0,
