@@ -220,14 +220,33 @@ _FOCUSED = """() => {
     return el;
 }"""
 
+#: What a control is called in a report, and (with its rank among controls called the same
+#: in its root) how it is known again after a re-render: a history refresh that lands while
+#: the walk goes on replaces the sidebar's buttons, and the fresh ones carry no mark.
+_CONTROL_KEY = """(el) => {
+    const name = (el) => `${el.tagName.toLowerCase()}.${el.className} "${
+        el.getAttribute('aria-label') || el.textContent.trim().slice(0, 40)}"`;
+    const base = name(el);
+    const same = Array.from(el.getRootNode().querySelectorAll(el.tagName))
+        .filter(other => name(other) === base);
+    return [base, `${base} #${same.indexOf(el)}`];
+}"""
+
 #: Marks the focused element as reached; true when it had been reached before.
 _MARK_FOCUSED = (
     "() => { const el = (" + _FOCUSED + ")(); if (!el || el === document.body) return false;"
-    " const again = el.dataset.kbReached === '1'; el.dataset.kbReached = '1'; return again; }"
+    " const again = el.dataset.kbReached === '1'; el.dataset.kbReached = '1';"
+    " (window.__kbReached = window.__kbReached || new Set()).add((" + _CONTROL_KEY + ")(el)[1]);"
+    " return again; }"
 )
 
 #: Every control a user could operate that the walk did not reach (visible ones only).
-_UNREACHED = """() => {
+_UNREACHED = (
+    """() => {
+    const key = """
+    + _CONTROL_KEY
+    + """;
+    const reached = window.__kbReached || new Set();
     const roots = [document];
     for (const el of document.querySelectorAll('*')) if (el.shadowRoot) roots.push(el.shadowRoot);
     const out = [];
@@ -238,14 +257,13 @@ _UNREACHED = """() => {
         if (el.disabled || el.getAttribute('tabindex') === '-1') continue;
         if (el.closest('[inert], [aria-hidden="true"]') || !el.getClientRects().length) continue;
         if (getComputedStyle(el).visibility === 'hidden') continue;
-        if (el.dataset.kbReached !== '1') {
-          const name = el.getAttribute('aria-label') || el.textContent.trim().slice(0, 40);
-          out.push(`${el.tagName.toLowerCase()}.${el.className} "${name}"`);
-        }
+        const [name, known] = key(el);
+        if (el.dataset.kbReached !== '1' && !reached.has(known)) out.push(name);
       }
     }
     return out;
 }"""
+)
 
 
 def keyboard_unreached(page: Page, max_presses: int = 300) -> list[str]:
@@ -253,12 +271,13 @@ def keyboard_unreached(page: Page, max_presses: int = 300) -> list[str]:
     (button, link, field, summary, focusable region, or an element with a control's role)
     that focus never reached.
 
-    Waits for the network to settle first: a history refresh (the page asks for one after
-    every ack) that lands mid-walk re-renders the sidebar, and its fresh buttons would carry
-    no mark of having been reached."""
+    Waits for the network to settle first, and knows controls again by name and rank: a
+    history refresh (the page asks for one after every ack) that lands mid-walk re-renders the
+    sidebar, and its fresh buttons would carry no mark of having been reached."""
     page.wait_for_load_state("networkidle")
     page.evaluate(
-        "document.querySelectorAll('[data-kb-reached]').forEach(el => delete el.dataset.kbReached)"
+        "document.querySelectorAll('[data-kb-reached]').forEach(el => delete el.dataset.kbReached);"
+        " window.__kbReached = new Set();"
     )
     page.evaluate("() => { document.activeElement && document.activeElement.blur(); }")
     for _ in range(max_presses):
