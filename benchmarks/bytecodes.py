@@ -33,12 +33,9 @@ from typing import Any
 import trio
 
 from triolet.supervisor import open_actor_system
-from triolet.supervisor.router import Router, SessionLimits
-from triolet.transport._frames import ProtocolLimits
-from triolet.transport._ws import WebSocketEndpoint
 
 from ._stats import print_figures
-from .hotpath import App, Echo, _Client
+from .hotpath import App, _Client, start_endpoint
 
 __all__ = ["count", "main"]
 
@@ -85,13 +82,7 @@ class _Tally:
 
 async def _drive(sessions: int, echoes: int, tally: _Tally) -> int:
     async with open_actor_system(shutdown_timeout=5.0, handle_signals=False) as system:
-        router = Router(Echo, limits=SessionLimits())
-        await router.start(system, name="sessions")
-        endpoint = WebSocketEndpoint(
-            router,
-            ProtocolLimits(),
-            write_probe=lambda send: send.__self__.probe(),  # type: ignore[attr-defined]
-        )
+        endpoint = await start_endpoint(system)
         app: App = endpoint
         counted = 0
         counting = False

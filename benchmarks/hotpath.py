@@ -29,7 +29,7 @@ from typing import Any
 
 import trio
 
-from triolet.supervisor import open_actor_system
+from triolet.supervisor import ActorSystem, open_actor_system
 from triolet.supervisor.router import Router, SessionLimits
 from triolet.supervisor.session import SessionActor, UserMessage
 from triolet.transport._frames import ProtocolLimits
@@ -38,7 +38,7 @@ from triolet.transport._ws import WebSocketEndpoint
 from ._bare import echo_app
 from ._stats import print_figures
 
-__all__ = ["main"]
+__all__ = ["main", "start_endpoint"]
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -132,15 +132,21 @@ async def _drive(app: App, sessions: int, duration: float, triolet: bool) -> flo
     return cpu / max(1, done)
 
 
+async def start_endpoint(system: ActorSystem) -> WebSocketEndpoint:
+    """The echo app's endpoint on ``system``, its sockets' probe answering "room" (the fake
+    client always reads)."""
+    router = Router(Echo, limits=SessionLimits())
+    await router.start(system, name="sessions")
+    return WebSocketEndpoint(
+        router,
+        ProtocolLimits(),
+        write_probe=lambda send: send.__self__.probe(),  # type: ignore[attr-defined]
+    )
+
+
 async def _round(sessions: int, duration: float) -> tuple[float, float]:
     async with open_actor_system(shutdown_timeout=5.0, handle_signals=False) as system:
-        router = Router(Echo, limits=SessionLimits())
-        await router.start(system, name="sessions")
-        endpoint = WebSocketEndpoint(
-            router,
-            ProtocolLimits(),
-            write_probe=lambda send: send.__self__.probe(),  # type: ignore[attr-defined]
-        )
+        endpoint = await start_endpoint(system)
         async with trio.open_nursery() as nursery:
             await nursery.start(endpoint.run)
             framework = await _drive(endpoint, sessions, duration, True)

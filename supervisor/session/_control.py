@@ -141,10 +141,14 @@ class Fanout:
             try:
                 subscriber.publish(event)
             except Exception:
-                logger.exception(
-                    "subscriber %r of session %r failed; dropping it", subscriber, self.session_id
-                )
-                self.unsubscribe(subscriber)
+                self.drop_failed(subscriber)
+
+    def drop_failed(self, subscriber: SessionOutput) -> None:
+        """A subscriber raised in ``publish``: log it and drop it (never the session's fault)."""
+        logger.exception(
+            "subscriber %r of session %r failed; dropping it", subscriber, self.session_id
+        )
+        self.unsubscribe(subscriber)
 
 
 class PendingAsk:
@@ -229,10 +233,7 @@ class SessionControl:
             try:
                 subscriber.publish(event)
             except Exception:
-                logger.exception(
-                    "subscriber %r of session %r failed; dropping it", subscriber, self.session_id
-                )
-                output.unsubscribe(subscriber)
+                output.drop_failed(subscriber)
 
     # -- stop ---------------------------------------------------------------
 
