@@ -18,6 +18,14 @@ scenario at the first session count (so a one-scenario run reads
 ``result["triolet"]["msgs_per_s"]``), a ``ratios`` object keyed by the other
 systems (``recorded_ratios`` likewise for ``triolet_recorded``), and ``points``:
 every (scenario, sessions, system) measured.
+
+Load scenarios (echo, stream, durable, mixed) run ``--rounds`` times (default 3), every
+system back to back in each round: on a shared machine the CPU's speed drifts between
+minutes, and a system measured once, a minute after another, can come out a third faster or
+slower for no reason of its own. A point's figures are the medians over its rounds (its
+``rounds`` lists each round's headline figures), and ``server_cpu_us_per_msg`` ratios are the
+median of the rounds' own ratios (``server_cpu_ratio_rounds``), which divide figures taken a
+few seconds apart. Memory scenarios (idle, churn) run once: RSS does not drift that way.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +59,12 @@ RATIO_KEYS = (
     "rss_growth_per_cycle_kb",
     "connect_rate_per_s",
 )
+
+
+#: Scenarios measured in ``--rounds`` interleaved rounds (CPU and throughput drift).
+ROUNDED = frozenset({"echo", "stream", "durable", "mixed"})
+#: What each round of a point keeps in its ``rounds`` list.
+_ROUND_KEYS = ("msgs_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_msg")
 
 
 def _csv(text: str) -> list[str]:
@@ -104,6 +119,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds not counted")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="load scenarios: rounds, every system back to back in each; medians kept (default 3)",
+    )
     parser.add_argument("--processes", type=int, default=2, help="load generators per mode")
     parser.add_argument("--tokens", type=int, default=20, help="tokens per streamed reply")
     parser.add_argument("--cycles", type=int, default=4, help="churn: connect/close cycles")
@@ -181,6 +202,52 @@ def _add_ratios(points: list[dict[str, Any]]) -> None:
             point["recorded_ratios"] = divide(recorded, point)
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One point from a point's rounds: numeric figures are medians, the rest the first
+    successful round's; ``rounds`` keeps each round's headline figures (or its error)."""
+    if len(rounds) == 1:
+        return rounds[0]
+    good = [r for r in rounds if not ({"error", "skipped"} & r.keys())]
+    if not good:
+        return rounds[0]
+    merged = dict(good[0])
+    for key, value in good[0].items():
+        if _number(value) and all(_number(r.get(key)) for r in good):
+            merged[key] = statistics.median(r[key] for r in good)
+    merged["rounds"] = [
+        {"error": r["error"]} if "error" in r else {k: r[k] for k in _ROUND_KEYS if k in r}
+        for r in rounds
+    ]
+    return merged
+
+
+def _pair_cpu_ratios(points: list[dict[str, Any]]) -> None:
+    """Replace each CPU ratio by the median of the rounds' own ratios (same round, a few
+    seconds apart) wherever both points have rounds."""
+
+    def cpu(point: dict[str, Any]) -> list[float | None]:
+        return [r.get("server_cpu_us_per_msg") for r in point.get("rounds", ())]
+
+    by_key = {(p["system"], p["scenario"], p["sessions"]): p for p in points}
+    for point in points:
+        theirs = cpu(point)
+        for field, ours_system in (("ratios", "triolet"), ("recorded_ratios", "triolet_recorded")):
+            table = point.get(field)
+            ours_point = by_key.get((ours_system, point["scenario"], point["sessions"]))
+            if point["system"] == "triolet_recorded" and field == "ratios":
+                continue  # its ratios are keyed by system (what recording costs)
+            if not table or ours_point is None or "server_cpu_us_per_msg" not in table:
+                continue
+            paired = [a / b for a, b in zip(cpu(ours_point), theirs, strict=False) if a and b]
+            if len(paired) > 1:
+                table["server_cpu_us_per_msg"] = round(statistics.median(paired), 3)
+                point[f"server_cpu_{field[:-1]}_rounds"] = [round(x, 3) for x in paired]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure every (scenario, sessions, system) point; return the JSON result."""
     from . import _servers
@@ -212,18 +279,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         allow_remote=args.allow_remote,
         tokens=args.tokens,
     )
-    plan = [(s, n, system) for s in scenarios for n in counts for system in systems]
-    points: list[dict[str, Any]] = []
+    rounds = max(1, getattr(args, "rounds", 1))
+    plan = [
+        (s, n, system, r)
+        for s in scenarios
+        for n in counts
+        for r in range(rounds if s in ROUNDED else 1)
+        for system in systems
+    ]
+    measured: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     with _progress(disabled=args.no_progress) as progress:
         overall = progress.add_task("all points", total=len(plan))
-        for scenario, sessions, system in plan:
+        for scenario, sessions, system, index in plan:
             point: dict[str, Any] = {"scenario": scenario, "sessions": sessions, "system": system}
+            measured.setdefault((scenario, sessions, system), []).append(point)
             if scenario not in SUPPORTED[system]:
                 point["skipped"] = _skip_reason(system, scenario)
-                points.append(point)
                 progress.advance(overall)
                 continue
-            task = progress.add_task(f"{scenario} {sessions} x {system}", total=1.0)
+            label = f"{scenario} {sessions} x {system}"
+            if scenario in ROUNDED and rounds > 1:
+                label += f" (round {index + 1}/{rounds})"
+            task = progress.add_task(label, total=1.0)
 
             def tick(fraction: float, task: Any = task) -> None:
                 progress.update(task, completed=fraction)
@@ -235,8 +312,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 point["error"] = f"{type(exc).__name__}: {exc}"
             progress.update(task, completed=1.0)
             progress.advance(overall)
-            points.append(point)
+    points = [merge_rounds(r) for r in measured.values()]
     _add_ratios(points)
+    _pair_cpu_ratios(points)
     result: dict[str, Any] = {
         "meta": {
             "scenarios": scenarios,
@@ -245,6 +323,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "target": args.url or str(server.config),
             "warmup_s": args.warmup,
             "duration_s": args.duration,
+            "rounds": rounds,
             "processes": options.processes,
             "triolet_storage_record": False if args.url is None else "as configured",
             "cpus": os.cpu_count(),

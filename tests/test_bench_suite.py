@@ -25,12 +25,21 @@ from triolet._cli import build_parser as cli_parser
 from triolet.benchmarks import _servers
 from triolet.benchmarks._report import render
 from triolet.benchmarks._scenarios import Options, drive
-from triolet.benchmarks._suite import _add_ratios, _systems, build_parser, run
+from triolet.benchmarks._suite import (
+    _add_ratios,
+    _pair_cpu_ratios,
+    _systems,
+    build_parser,
+    merge_rounds,
+    run,
+)
 from triolet.benchmarks._targets import ServerOptions, Target, _scenario_env, open_target
 from triolet.benchmarks.apps.app import stream_request
 from triolet.benchmarks.chainlit import ChainlitSetupError, ensure_chainlit_venv
 
-SHORT = ["--warmup", "0.2", "--duration", "1", "--no-progress", "--processes", "1"]
+SHORT = [
+    *("--warmup", "0.2", "--duration", "1", "--no-progress", "--processes", "1", "--rounds", "1")
+]
 HEADLINE = {"msgs_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_msg"}
 
 
@@ -198,6 +207,38 @@ def test_ratios_for_both_triolets() -> None:
         "bare": {"msgs_per_s": 0.6},
     }
     assert "ratios" not in by["triolet"] and "ratios" not in by["durable-less"]
+
+
+def test_rounds_merge_to_medians_and_cpu_ratios_pair_by_round() -> None:
+    def point(system: str, cpu: float, msgs: float) -> dict[str, Any]:
+        return {
+            "scenario": "echo",
+            "sessions": 5,
+            "system": system,
+            "server_cpu_us_per_msg": cpu,
+            "msgs_per_s": msgs,
+            "loadgen_cpu_shares": [0.5],
+        }
+
+    # The machine runs at another speed in each round; each round's ratio is 1.5.
+    ours = merge_rounds(
+        [point("triolet", 150, 10), point("triolet", 300, 20), point("triolet", 450, 30)]
+    )
+    failed = {"scenario": "echo", "sessions": 5, "system": "bare", "error": "boom"}
+    bare = merge_rounds([point("bare", 100, 40), point("bare", 200, 50), failed])
+    assert ours["server_cpu_us_per_msg"] == 300 and ours["msgs_per_s"] == 20
+    assert ours["loadgen_cpu_shares"] == [0.5]  # not a number: the first round's
+    assert [r["server_cpu_us_per_msg"] for r in ours["rounds"]] == [150, 300, 450]
+    assert bare["server_cpu_us_per_msg"] == 150  # median of the rounds that worked
+    assert bare["rounds"][2] == {"error": "boom"}
+    points = [ours, bare]
+    _add_ratios(points)
+    assert bare["ratios"]["server_cpu_us_per_msg"] == 2.0  # 300 / 150: medians, unpaired
+    _pair_cpu_ratios(points)
+    assert bare["ratios"]["server_cpu_us_per_msg"] == 1.5  # rounds 1 and 2 (3 failed)
+    assert bare["server_cpu_ratio_rounds"] == [1.5, 1.5]
+    assert bare["ratios"]["msgs_per_s"] == pytest.approx(20 / 45, abs=0.001)
+    assert merge_rounds([ours]) is ours
 
 
 @dataclass
