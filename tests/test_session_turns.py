@@ -87,6 +87,14 @@ async def open_traced(system: ActorSystem, behaviour: Any) -> tuple[Any, TurnTra
     return handle, trace
 
 
+async def run_turn(handle: Any, out: TurnTrace, content: str) -> None:
+    """Trace one user message's turn from a clean trace to its end (and a moment after)."""
+    out.trace.clear()
+    await handle.deliver(UserMessage(id="c1", content=content))
+    await out.expect(TaskEnded)
+    await trio.sleep(0.1)
+
+
 def without_nudges(trace: list[str]) -> list[str]:
     """The trace without each ``nudge`` and the ``hold`` that resumes the turn after it."""
     kept: list[str] = []
@@ -113,10 +121,7 @@ async def test_an_echo_is_held_whole_and_flushed_once(
     autojump_clock: Any, actor_system: ActorSystem
 ) -> None:
     handle, out = await open_traced(actor_system, Turns)
-    out.trace.clear()
-    await handle.deliver(UserMessage(id="c1", content="hi"))
-    await out.expect(TaskEnded)
-    await trio.sleep(0.1)
+    await run_turn(handle, out, "hi")
     # (A receipt's occasional schedule point may add a nudge/hold pair in between.)
     assert out.trace[0] == "hold"
     assert "release" not in out.trace
@@ -138,10 +143,7 @@ async def test_a_turn_that_waits_lets_its_events_go_first(
     # schedule point lands on each of the turn's receipts in one run or another.
     for _ in range(phase):
         next(_context._RECEIPTS)
-    out.trace.clear()
-    await handle.deliver(UserMessage(id="c1", content="stream"))
-    await out.expect(TaskEnded)
-    await trio.sleep(0.1)
+    await run_turn(handle, out, "stream")
     # A receipt's occasional schedule point adds a nudge and the hold that follows it; the
     # turn does not wait there, so leave those pairs out of what is checked.
     trace = without_nudges(out.trace)
@@ -157,10 +159,7 @@ async def test_a_crashing_turn_releases_what_it_held(
     autojump_clock: Any, actor_system: ActorSystem
 ) -> None:
     handle, out = await open_traced(actor_system, Turns)
-    out.trace.clear()
-    await handle.deliver(UserMessage(id="c1", content="crash"))
-    await out.expect(TaskEnded)
-    await trio.sleep(0.1)
+    await run_turn(handle, out, "crash")
     trace = out.trace
     failed = trace.index("SessionFailed(held)")
     assert "release" in trace[failed:]
