@@ -209,6 +209,7 @@ class ActorCell:
         mailbox = self.mailbox
         special = SPECIAL_TYPES
         stamp = self.idle_timeout is not None
+        now = self.runtime.now
         try:
             while True:
                 context: trio.CancelScope | _NoScope = (
@@ -247,7 +248,7 @@ class ActorCell:
                         else:
                             await actor.handle(item)
                         if stamp:
-                            self.last_active = trio.current_time()
+                            self.last_active = now()
                 # Only an interruptible actor's own scope, cancelled by `interrupt`, gets here.
                 interrupted = True
         finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import trio
+
 from triolet._exceptions import NameTaken, NoSuchActor
 
 from ._cell import ActorCell, CellState
@@ -28,7 +30,7 @@ __all__ = ["Runtime"]
 class Runtime:
     """Shared books of one actor system."""
 
-    __slots__ = ("_registry", "ask_timeout", "dead_letters", "timers")
+    __slots__ = ("_registry", "ask_timeout", "dead_letters", "now", "timers")
 
     def __init__(
         self,
@@ -40,6 +42,14 @@ class Runtime:
         self.timers = TimerService()
         self.ask_timeout = ask_timeout
         self._registry: dict[str, ActorCell] = {}
+        #: The current time on the run's clock. ``trio.current_time`` is three Python calls;
+        #: the clock's own bound method, taken once the system runs (`use_run_clock`), is one,
+        #: and every message an actor with an idle timeout handles reads it.
+        self.now: Callable[[], float] = trio.current_time
+
+    def use_run_clock(self) -> None:
+        """Read the time straight from the running Trio run's clock (call inside the run)."""
+        self.now = trio.lowlevel.current_clock().current_time
 
     def new_cell(
         self,

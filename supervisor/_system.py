@@ -204,6 +204,7 @@ async def open_actor_system(
     task, not in tests).
     """
     runtime = Runtime(dead_letters=dead_letters)
+    runtime.use_run_clock()
     root_children = list(children)
 
     def make_root() -> Actor:

@@ -319,7 +319,8 @@ class SessionWire:
                     self._awaiting = received
         elif awaiting is not None:
             self._awaiting = None
-            self.metrics.first_event_latency.observe(trio.current_time() - awaiting)
+            metrics = self.metrics
+            metrics.first_event_latency.observe(metrics.now() - awaiting)
         if self._holding:
             self._held = True
             self._held_count += 1
@@ -393,7 +394,8 @@ class SessionWire:
         assert self._received is not None
         received = self._received.pop(event.ref, None) if event.ref is not None else None
         if received is not None:
-            self.metrics.turn_latency.observe(trio.current_time() - received)
+            metrics = self.metrics
+            metrics.turn_latency.observe(metrics.now() - received)
             self._awaiting = None  # a handler that said nothing has no first event
 
     def received(self, client_id: str) -> None:
@@ -403,7 +405,7 @@ class SessionWire:
             timed = self._received = {}
         elif len(timed) >= _MAX_TIMED:
             timed.pop(next(iter(timed)))
-        timed[client_id] = trio.current_time()
+        timed[client_id] = self.metrics.now()
 
     # -- the connection side -----------------------------------------------------------------
 

@@ -363,8 +363,8 @@ class _Connection:
             await send({"type": "websocket.send", "text": data})
         else:
             await send({"type": "websocket.send", "bytes": data})
-        self.last_tx = trio.current_time()
         metrics = self.metrics
+        self.last_tx = metrics.now()
         metrics.frames_out += 1
         metrics.events_out += len(batch)
         last = batch[-1]
@@ -498,12 +498,13 @@ class WebSocketEndpoint:
             await _refuse(scope, send, *refusal)
             return
         await send({"type": "websocket.accept"})
+        metrics = self.metrics
+        metrics.use_run_clock()  # (cheap, and always this run's clock: see TransportMetrics.now)
         if not self._sweeping and not self._warned:
             self._warned = True
             logger.warning(
                 "WebSocketEndpoint.run is not running: no heartbeats, no cleanup of idle state"
             )
-        metrics = self.metrics
         metrics.connections_total += 1
         metrics.connections += 1
         conn = _Connection(send, self.limits, metrics, self.write_probe(send))
@@ -831,6 +832,7 @@ class WebSocketEndpoint:
         server's lifetime (``await nursery.start(endpoint.run)``); cancel it to stop."""
         limits = self.limits
         period = max(0.005, min(limits.heartbeat_interval, limits.heartbeat_timeout) / 2)
+        self.metrics.use_run_clock()
         try:
             async with trio.open_nursery() as senders:
                 self._senders = senders
@@ -893,8 +895,9 @@ async def _next_frame(conn: _Connection, receive: Receive) -> str | bytes | None
             data = text if text is not None else message.get("bytes")
             if data is None:
                 continue
-            conn.last_rx = trio.current_time()
-            conn.metrics.frames_in += 1
+            metrics = conn.metrics
+            conn.last_rx = metrics.now()
+            metrics.frames_in += 1
             return data  # type: ignore[no-any-return]
         if kind == "websocket.disconnect":
             return None
