@@ -579,12 +579,24 @@ class WebSocketEndpoint:
         # status, ~780 bytes per idle connection. So would the hello frame's text.
         del handshake
         data = None
+        metrics = conn.metrics
+        # `_next_frame`, inlined: an idle connection waits here, and a helper coroutine
+        # between this loop and ``receive`` would be one more frame (~250 bytes) it keeps.
         while True:
             if conn.reader_dirty:
                 await conn.write_from_reader()
-            data = await _next_frame(conn, receive)
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                if message["type"] == "websocket.disconnect":
+                    return
+                continue
+            data = message.get("text")
             if data is None:
-                return
+                data = message.get("bytes")
+                if data is None:
+                    continue
+            conn.last_rx = metrics.now()
+            metrics.frames_in += 1
             if conn.close_reason is None:
                 await self._frame(conn, data)
 
