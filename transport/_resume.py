@@ -21,6 +21,7 @@ from ._frames import (
     DEFAULT_REPLAY_BYTES,
     DEFAULT_REPLAY_EVENTS,
     AckEvent,
+    AckMode,
     SessionEvent,
 )
 from ._protocol import event_size
@@ -81,11 +82,14 @@ class SessionLog:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self._last_seq = last_seq
-        # One list of (event, size) from index ``_head`` on, rather than a deque: an idle
-        # session holds a handful of events, and an empty deque alone costs 760 bytes (two
-        # of them did, per session). Evicted slots are cleared at once and the list is
-        # compacted when they are half of it, so eviction stays O(1) amortised.
-        self._entries: list[tuple[SessionEvent, int] | None] = []
+        # One flat list, event and size side by side (``[e1, s1, e2, s2, ...]``) from index
+        # ``_head`` on, rather than a deque: an idle session holds a handful of events, and
+        # an empty deque alone costs 760 bytes (two of them did, per session). Flat rather
+        # than ``(event, size)`` pairs: a chatting session keeps thousands of events here,
+        # and a pair is one more object per event for the collector to walk. Evicted slots
+        # are cleared at once and the list is compacted when they are half of it, so
+        # eviction stays O(1) amortised.
+        self._entries: list[SessionEvent | int | None] = []
         self._head = 0
         self._bytes = 0
 
@@ -108,7 +112,7 @@ class SessionLog:
         return self._bytes
 
     def __len__(self) -> int:
-        return len(self._entries) - self._head
+        return (len(self._entries) - self._head) >> 1
 
     def append(self, event: SessionEvent, *, size: int | None = None) -> int:
         """Stamp ``event.seq``, keep it for replay, and return the seq.
@@ -121,9 +125,10 @@ class SessionLog:
         if size is None:
             size = event_size(event)
         entries = self._entries
-        entries.append((event, size))
+        entries.append(event)
+        entries.append(size)
         nbytes = self._bytes = self._bytes + size
-        if len(entries) - self._head > self.max_events or nbytes > self.max_bytes:
+        if (len(entries) - self._head) >> 1 > self.max_events or nbytes > self.max_bytes:
             self._evict()
         return seq
 
@@ -131,13 +136,12 @@ class SessionLog:
         """Drop the oldest events until the log is within both bounds again."""
         entries = self._entries
         while len(entries) > self._head and (
-            len(entries) - self._head > self.max_events or self._bytes > self.max_bytes
+            (len(entries) - self._head) >> 1 > self.max_events or self._bytes > self.max_bytes
         ):
-            oldest = entries[self._head]
-            assert oldest is not None
-            self._bytes -= oldest[1]
-            entries[self._head] = None
-            self._head += 1
+            head = self._head
+            self._bytes -= entries[head + 1]  # type: ignore[operator]
+            entries[head] = entries[head + 1] = None
+            self._head = head + 2
         if self._head and self._head * 2 >= len(entries):
             del entries[: self._head]
             self._head = 0
@@ -157,7 +161,7 @@ class SessionLog:
         if missed > len(self):
             return ReplayGap("too_old", last_seq, self.oldest_seq, self._last_seq)
         entries = self._entries
-        return tuple(entry[0] for entry in entries[len(entries) - missed :])  # type: ignore[index]
+        return tuple(entries[len(entries) - 2 * missed :: 2])  # type: ignore[arg-type]
 
 
 class Admission(enum.Enum):
@@ -184,7 +188,9 @@ class DedupWindow:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
-        self._seen: OrderedDict[str, AckEvent | None] = OrderedDict()
+        # Each id with its ack's status once it has one (None while in flight): a status is
+        # a shared string, where the ack itself would be one more object per remembered id.
+        self._seen: OrderedDict[str, AckMode | None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -195,26 +201,26 @@ class DedupWindow:
     def admit(self, client_id: str) -> Admission | AckEvent:
         """Record ``client_id`` if it is new; otherwise say it is in flight or return its ack."""
         try:
-            ack = self._seen[client_id]
+            status = self._seen[client_id]
         except KeyError:
             self._remember(client_id, None)
             return Admission.NEW
-        if ack is None:
+        if status is None:
             return Admission.IN_FLIGHT
-        return AckEvent(id=ack.id, status=ack.status, duplicate=True)
+        return AckEvent(id=client_id, status=status, duplicate=True)
 
     def complete(self, client_id: str, ack: AckEvent) -> None:
         """Remember the ack of a processed frame (a later status replaces an earlier one)."""
         if client_id in self._seen:
-            self._seen[client_id] = ack
+            self._seen[client_id] = ack.status
         else:
-            self._remember(client_id, ack)
+            self._remember(client_id, ack.status)
 
     def forget(self, client_id: str) -> None:
         """The frame was refused (e.g. ``busy``): a retry with the same id must be processed."""
         self._seen.pop(client_id, None)
 
-    def _remember(self, client_id: str, ack: AckEvent | None) -> None:
+    def _remember(self, client_id: str, status: AckMode | None) -> None:
         while len(self._seen) >= self.capacity:
             self._seen.popitem(last=False)
-        self._seen[client_id] = ack
+        self._seen[client_id] = status
