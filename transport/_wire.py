@@ -18,8 +18,8 @@ an idle session costs a few hundred bytes here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Final, Protocol
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import trio
 
@@ -86,6 +86,19 @@ _HELD_AT_SCHEDULE_POINT: Final = 8
 
 #: Errors by which the session refuses a frame outright: the frame is not acknowledged.
 _REFUSALS: Final = frozenset({"invalid_payload", "unknown_action", "unknown_ask"})
+
+
+class _Nothing:
+    """An awaitable that is done at once (a turn that said nothing has nothing to flush)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # (a generator function: awaiting it finishes without yielding)
+
+
+_NOTHING: Final = _Nothing()
 
 
 class Attached(Protocol):
@@ -353,19 +366,26 @@ class SessionWire:
         if self._held and (self._held_tokens or self._held_count > _HELD_AT_SCHEDULE_POINT):
             self.release()
 
-    async def flush(self) -> None:
+    def flush(self) -> Awaitable[None]:
         """The turn ended: each connection writes what it holds, from this (the session's)
-        task if its socket has room, else through its sender task."""
+        task if its socket has room, else through its sender task.
+
+        A plain function handing back the one connection's write (the usual case), not a
+        coroutine awaiting it: a coroutine object less for every turn.
+        """
         self._holding = False
         if not self._held:
-            return
+            return _NOTHING
         self._held = False
         self._held_count = 0
         self._held_tokens = False
         conns = self._conns
         if len(conns) == 1:
-            await conns[0].flush_from_session()
-            return
+            return conns[0].flush_from_session()
+        return self._flush_each(conns)
+
+    @staticmethod
+    async def _flush_each(conns: tuple[Attached, ...]) -> None:
         for index, conn in enumerate(conns):
             try:
                 await conn.flush_from_session()

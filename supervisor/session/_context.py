@@ -163,10 +163,14 @@ class Message:
         return f"<Message {self.id}{' streaming' if self.streaming else ''}>"
 
     def __await__(self) -> Generator[Any, None, Message]:
-        yield from _after_emit()
-        held = _pushback(self._context._ctl)
-        if held is not None:
-            yield from held.wait_room().__await__()
+        # `_after_emit` and `_pushback`, inlined: every `await self.send(...)` comes here, and
+        # a nested generator is one more object per message.
+        yield from trio.lowlevel.checkpoint_if_cancelled().__await__()  # noqa: ASYNC105
+        if not next(_RECEIPTS) % _YIELD_EVERY:
+            yield from trio.lowlevel.cancel_shielded_checkpoint().__await__()  # noqa: ASYNC105
+        recorder = self._context._ctl.recorder
+        if recorder is not None and getattr(recorder, "held", False):
+            yield from cast(_PushesBack, recorder).wait_room().__await__()
         return self
 
     @property

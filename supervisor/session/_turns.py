@@ -23,7 +23,7 @@ connection's bounded outbox).
 from __future__ import annotations
 
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, Final, Protocol, runtime_checkable
 
 import trio
@@ -58,7 +58,7 @@ class TurnOutput(Protocol):
         """The session's task lets others run for a moment (a schedule point, not a wait):
         let go of what is held only if waiting for the turn's end would cost (never blocks)."""
 
-    async def flush(self) -> None:
+    def flush(self) -> Awaitable[None]:
         """The turn is over: write what is held, without ever waiting for a slow client."""
 
 
