@@ -45,17 +45,22 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
 
 
+def run_hypercorn(app: Any, host: str, port: int, name: str) -> None:
+    """Serve ``app`` with hypercorn's defaults on Trio, logging only warnings (as ``name``)."""
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger(name)
+    logging.getLogger(name).setLevel(logging.WARNING)
+    trio.run(serve, app, config)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    config = Config()
-    config.bind = [f"{args.host}:{args.port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("bare")
-    logging.getLogger("bare").setLevel(logging.WARNING)
-    trio.run(serve, echo_app, config)  # type: ignore[arg-type]
+    run_hypercorn(echo_app, args.host, args.port, "bare")
 
 
 if __name__ == "__main__":

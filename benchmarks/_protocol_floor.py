@@ -21,19 +21,16 @@ import argparse
 import collections
 import gc
 import itertools
-import logging
 import time
 from typing import Any
 
 import pydantic_core
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from triolet.transport._frames import HelloFrame, MessageFrame
 from triolet.transport._protocol import decode_frame
 
-from ._bare import echo_app
+from ._bare import echo_app, run_hypercorn
 
 __all__ = ["floor_app"]
 
@@ -148,15 +145,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--hop", action="store_true", help="a session task per connection")
     args = parser.parse_args()
-    config = Config()
-    config.bind = [f"{args.host}:{args.port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("floor")
-    logging.getLogger("floor").setLevel(logging.WARNING)
     # What `triolet run` does once listening (triolet/_gc.py), so the floor pays what it pays.
     gc.freeze()
     gc.set_threshold(100_000, 10, 10)
-    trio.run(serve, floor_app(args.hop), config)
+    run_hypercorn(floor_app(args.hop), args.host, args.port, "floor")
 
 
 if __name__ == "__main__":

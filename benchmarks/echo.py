@@ -38,7 +38,15 @@ from typing import Any
 from ._servers import cpu_seconds, free_port, rss, wait_http
 from ._stats import percentile, print_figures
 
-__all__ = ["cpu_seconds", "free_port", "main", "percentile", "rss", "wait_http"]
+__all__ = [
+    "add_load_arguments",
+    "cpu_seconds",
+    "free_port",
+    "main",
+    "percentile",
+    "rss",
+    "wait_http",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO_APP = ROOT / "examples" / "echo" / "triolet.toml"
@@ -188,14 +196,19 @@ def idle_rss_per_session(pid: int, url: str, protocol: str, sessions: int) -> fl
     return (after - before) / sessions / 1024
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.echo", description=__doc__)
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every closed-loop echo benchmark takes (this one, `benchmarks.floor`)."""
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; median kept")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians kept")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.echo", description=__doc__)
+    add_load_arguments(parser)
     parser.add_argument("--idle", type=int, default=1000, help="idle sessions for memory")
     parser.add_argument(
         "--ack",

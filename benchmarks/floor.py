@@ -30,7 +30,7 @@ from typing import Any
 
 from ._servers import free_port, wait_http
 from ._stats import print_figures
-from .echo import ROOT, measure, start_bare, start_triolet
+from .echo import ROOT, add_load_arguments, measure, start_bare, start_triolet
 
 __all__ = ["main"]
 
@@ -46,12 +46,7 @@ def start_protocol_floor(port: int, *, hop: bool) -> subprocess.Popen[bytes]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.floor", description=__doc__)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--sessions", type=int, default=50)
-    parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds; medians kept")
+    add_load_arguments(parser)
     args = parser.parse_args(argv)
 
     ports = {system: free_port() for system in SYSTEMS}
