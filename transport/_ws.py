@@ -597,8 +597,20 @@ class WebSocketEndpoint:
                     continue
             conn.last_rx = metrics.now()
             metrics.frames_in += 1
-            if conn.close_reason is None:
-                await self._frame(conn, data)
+            if conn.close_reason is not None:
+                continue
+            frame = self._decode(conn, data)
+            if frame is None:
+                continue
+            # Commands are awaited from here, not from a per-frame coroutine: one object
+            # less for every message (`_frame` handles the rest, synchronously).
+            if type(frame) in _COMMAND_FRAMES:
+                try:
+                    await self._command(conn, frame)
+                except Exception:
+                    self._failed(conn, frame, data)
+            else:
+                self._frame(conn, frame, data)
 
     def _decode(self, conn: _Connection, data: str | bytes) -> ClientFrame | None:
         try:
@@ -713,15 +725,11 @@ class WebSocketEndpoint:
 
     # -- frames after welcome ------------------------------------------------------------------
 
-    async def _frame(self, conn: _Connection, data: str | bytes) -> None:
-        frame = self._decode(conn, data)
-        if frame is None:
-            return
+    def _frame(self, conn: _Connection, frame: ClientFrame, data: str | bytes) -> None:
+        """A frame after welcome that is not a command (those are `_command`'s)."""
         kind = type(frame)
         try:
-            if kind in _COMMAND_FRAMES:
-                await self._command(conn, frame)
-            elif kind is PingFrame:
+            if kind is PingFrame:
                 conn.push(PongEvent(nonce=frame.nonce))  # type: ignore[union-attr]
             elif kind is PongFrame or kind is AckFrame:
                 if kind is AckFrame:
@@ -732,12 +740,14 @@ class WebSocketEndpoint:
                 conn.error(ErrorCode.ALREADY_GREETED, "this connection already sent hello")
                 self._count_error(conn)
         except Exception:
-            logger.exception("handling a %s frame failed", kind.__name__)
-            conn.error(
-                ErrorCode.INTERNAL_ERROR,
-                "the server failed to handle this frame",
-                ref=frame_ref(data),
-            )
+            self._failed(conn, frame, data)
+
+    def _failed(self, conn: _Connection, frame: ClientFrame, data: str | bytes) -> None:
+        """Handling a valid frame raised: the server's fault, told to the client as such."""
+        logger.exception("handling a %s frame failed", type(frame).__name__)
+        conn.error(
+            ErrorCode.INTERNAL_ERROR, "the server failed to handle this frame", ref=frame_ref(data)
+        )
 
     def _resume(self, conn: _Connection, frame: ResumeFrame) -> None:
         wire = conn.wire
@@ -778,11 +788,10 @@ class WebSocketEndpoint:
                 message = type(command) is UserMessage
                 if message:
                     wire.received(client_id)
-                conn.delivering = True
-                try:
-                    echoed = await handle.deliver(command) and message
-                finally:
-                    conn.delivering = False
+                taken = handle.deliver_now(command)
+                if taken is None:  # the session is not running, or its mailbox is full
+                    taken = await _deliver_waiting(conn, handle, command)
+                echoed = taken and message
         except (MailboxFull, SessionLimitReached):
             wire.forget(client_id)
             conn.error(
@@ -913,6 +922,16 @@ async def _next_frame(conn: _Connection, receive: Receive) -> str | bytes | None
             return data  # type: ignore[no-any-return]
         if kind == "websocket.disconnect":
             return None
+
+
+async def _deliver_waiting(conn: _Connection, handle: SessionHandle, command: Command) -> bool:
+    """`SessionHandle.deliver`, which may wait (a session to start, room in its mailbox):
+    meanwhile the sweeper does not count the client's silence against it."""
+    conn.delivering = True
+    try:
+        return await handle.deliver(command)
+    finally:
+        conn.delivering = False
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -77,6 +77,28 @@ class SessionHandle:
 
     # -- commands -------------------------------------------------------------
 
+    def deliver_now(self, command: Command) -> bool | None:
+        """Hand ``command`` to a running session host without waiting, if that is all it takes.
+
+        True when the host was idle and took it at once (as `deliver` says), False when it was
+        queued; None when `deliver` must do it: a stop, an answer or an action (each has its
+        own path), a session not running now (passivated: `deliver` starts it again), or a
+        full mailbox (`deliver` waits for room). Not a cancellation point: a connection's
+        reader calls it for every frame and checkpoints at its next receive anyway, and an
+        ``await deliver(...)`` costs two coroutines more per message.
+        """
+        kind = type(command)
+        if kind is StopRequest or kind is AskReply or kind is ActionInvoked:
+            return None
+        ctl = self._ctl
+        ref = ctl.ref
+        if ref is None or not ref.alive or ctl.ended:
+            return None
+        try:
+            return ref.try_tell(command)
+        except (MailboxFull, ActorStopped):
+            return None
+
     async def deliver(self, command: Command, *, wait: bool = True) -> bool:
         """Hand ``command`` to the session.
 

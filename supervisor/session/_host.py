@@ -22,7 +22,7 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 import trio
@@ -74,6 +74,10 @@ def _is_async(fn: Callable[..., Any]) -> bool:
             _ASYNC.clear()  # hooks made on the fly: stay bounded
         found = _ASYNC[key] = inspect.iscoroutinefunction(fn)
     return found
+
+
+async def _nothing() -> None:
+    """A turn with nothing to run (a command this host does not know)."""
 
 
 class SessionHost(Actor):
@@ -135,7 +139,13 @@ class SessionHost(Actor):
         for output in outputs:
             await output.flush()
 
-    async def _handle(self, message: Any) -> None:
+    def _handle(self, message: Any) -> Coroutine[Any, Any, None]:
+        """What handling ``message`` is: its synchronous part done now (the user's message
+        published), the hook's run handed back to be awaited (or driven by `run_stepwise`).
+
+        A plain function rather than a coroutine awaiting the hook's: one coroutine object
+        less for every message.
+        """
         kind = type(message)
         if kind is UserMessage:
             self._ctl.publish(
@@ -149,22 +159,25 @@ class SessionHost(Actor):
                     metadata=message.metadata,
                 )
             )
-            await self._run("on_message", message, ref=message.id)
-        elif kind is Action:
-            await self._run("on_action", message, ref=message.client_id)
-        elif kind is SettingsUpdate:
+            return self._run("on_message", message, ref=message.id)
+        if kind is Action:
+            return self._run("on_action", message, ref=message.client_id)
+        if kind is SettingsUpdate:
             self._ctl.settings.update(message.values)
-            await self._run("on_settings_update", dict(self._ctl.settings), ref=message.id)
-        elif kind is FileUpload:
-            await self._run("on_file_upload", message.files, ref=message.id)
-        elif kind is EndChat:
-            await self._run("on_chat_end", ref=message.id)
-            self._ctl.ended = True
-            self.stop()
-        elif kind is _Begin:
-            await self._begin()
-        else:
-            logger.warning("session %r ignored a %s", self._ctl.session_id, kind.__name__)
+            return self._run("on_settings_update", dict(self._ctl.settings), ref=message.id)
+        if kind is FileUpload:
+            return self._run("on_file_upload", message.files, ref=message.id)
+        if kind is EndChat:
+            return self._end_chat(message)
+        if kind is _Begin:
+            return self._begin()
+        logger.warning("session %r ignored a %s", self._ctl.session_id, kind.__name__)
+        return _nothing()
+
+    async def _end_chat(self, message: EndChat) -> None:
+        await self._run("on_chat_end", ref=message.id)
+        self._ctl.ended = True
+        self.stop()
 
     async def _begin(self) -> None:
         ctl = self._ctl
