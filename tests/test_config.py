@@ -79,6 +79,7 @@ FULL = f"""
     heartbeat_timeout = 7.5
     outbox_size = 32
     max_connections = 50
+    detached_ttl = 30
     headless = true
     ack = "received"
 
@@ -170,6 +171,7 @@ def test_every_section_is_read(tmp_path: Path) -> None:
     assert config.server.headless is True
     assert config.server.ack == "received"
     assert config.server.heartbeat_interval == 5.0
+    assert config.server.detached_ttl == 30.0
     assert config.sessions.overflow == "drop_oldest"
     assert config.sessions.idle_timeout == float("inf")
     assert config.supervision.strategy == "rest_for_one"
@@ -543,3 +545,22 @@ def test_durable_ack_without_recording_is_an_error_at_server_ack(tmp_path: Path)
         tmp_path, "[storage]\nrecord = false\n", {"TRIOLET__SERVER__ACK": "durable"}
     )
     assert from_env.key == "server.ack" and "TRIOLET__SERVER__ACK" in str(from_env)
+
+
+def test_server_settings_reach_the_websocket_endpoint(tmp_path: Path) -> None:
+    from triolet._run import TransportService
+    from triolet.supervisor.router import Router
+    from triolet.supervisor.session import SessionActor
+    from triolet.transport import TransportMetrics
+
+    config = load_config(
+        write(
+            tmp_path, "[server]\ndetached_ttl = 45\nmax_connections = 7\nheartbeat_interval = 3\n"
+        ),
+        {},
+    )
+    service = TransportService(config, Router(SessionActor), system=None)  # type: ignore[arg-type]
+    endpoint = service.endpoint(TransportMetrics())
+    assert endpoint.detached_ttl == 45.0
+    assert endpoint.max_connections == 7
+    assert endpoint.limits.heartbeat_interval == 3.0

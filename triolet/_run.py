@@ -143,7 +143,8 @@ class TransportService(ServiceActor):
         self.collect_after_closes = collect_after_closes
         self._stop = trio.Event()
 
-    async def run_service(self, *, task_status: trio.TaskStatus[Any]) -> None:
+    def endpoint(self, metrics: TransportMetrics) -> WebSocketEndpoint:
+        """The ``/ws`` endpoint as ``[server]`` configures it."""
         server = self.config.server
         limits = ProtocolLimits(
             max_frame_bytes=server.max_frame_bytes,
@@ -151,16 +152,21 @@ class TransportService(ServiceActor):
             heartbeat_timeout=server.heartbeat_timeout,
             outbox_events=server.outbox_size,
         )
-        metrics = TransportMetrics()
-        endpoint = WebSocketEndpoint(
+        return WebSocketEndpoint(
             self.router,
             limits,
             allowed_origins=server.allowed_origins,
             metrics=metrics,
             max_connections=server.max_connections,
+            detached_ttl=server.detached_ttl,
             durability=self.durability,
             files=self.files,
         )
+
+    async def run_service(self, *, task_status: trio.TaskStatus[Any]) -> None:
+        server = self.config.server
+        metrics = TransportMetrics()
+        endpoint = self.endpoint(metrics)
         app = create_app(
             self.router,
             system=self.system,

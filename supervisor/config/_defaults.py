@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_BLOCK_TIMEOUT",
     "DEFAULT_CONFIG_FILE",
+    "DEFAULT_DETACHED_TTL",
     "DEFAULT_DISCORD_RATE_LIMIT",
     "DEFAULT_FILES_DIR",
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -88,6 +89,9 @@ DEFAULT_HEARTBEAT_TIMEOUT: Final = 20.0
 DEFAULT_OUTBOX_SIZE: Final = 256
 DEFAULT_MAX_CONNECTIONS: Final = 1000
 DEFAULT_ACK: Final = "durable"
+#: Seconds a running session's replay log and dedup window wait for a reconnect once its last
+#: connection has gone (the transport's own default, `transport.DEFAULT_DETACHED_TTL`).
+DEFAULT_DETACHED_TTL: Final = 120.0
 
 # [sessions]: one mailbox per session, so small; a busy session pushes back fast
 DEFAULT_MAILBOX_SIZE: Final = 64

@@ -102,6 +102,10 @@ class ServerConfig(Section):
     max_connections: Count = Field(
         default=d.DEFAULT_MAX_CONNECTIONS, description="open WebSockets; more are refused"
     )
+    detached_ttl: Timeout = Field(
+        default=d.DEFAULT_DETACHED_TTL,
+        description="seconds a session's replay log waits for a reconnect after its last tab left",
+    )
     headless: bool = Field(default=False, description="serve the API only, no web UI")
     ack: Ack = Field(
         default=d.DEFAULT_ACK,
