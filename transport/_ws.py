@@ -564,9 +564,12 @@ class WebSocketEndpoint:
         """The reader: handshake (with its deadline), then frames until the socket goes."""
         with trio.move_on_after(self.limits.handshake_timeout) as handshake:
             while conn.wire is None and conn.close_reason is None:
-                data = await _next_frame(conn, receive)
+                message = await receive()
+                data = _payload(conn, message)
                 if data is None:
-                    return
+                    if message["type"] == "websocket.disconnect":
+                        return
+                    continue
                 await self._handshake(conn, data, scope)
                 if conn.reader_dirty:
                     await conn.write_from_reader()
@@ -579,24 +582,18 @@ class WebSocketEndpoint:
         # status, ~780 bytes per idle connection. So would the hello frame's text.
         del handshake
         data = None
-        metrics = conn.metrics
-        # `_next_frame`, inlined: an idle connection waits here, and a helper coroutine
-        # between this loop and ``receive`` would be one more frame (~250 bytes) it keeps.
+        # ``receive`` is awaited here, not in a helper coroutine: an idle connection waits at
+        # this point, and a coroutine between this loop and ``receive`` would be one more
+        # frame (~250 bytes) it keeps.
         while True:
             if conn.reader_dirty:
                 await conn.write_from_reader()
             message = await receive()
-            if message["type"] != "websocket.receive":
+            data = _payload(conn, message)
+            if data is None:
                 if message["type"] == "websocket.disconnect":
                     return
                 continue
-            data = message.get("text")
-            if data is None:
-                data = message.get("bytes")
-                if data is None:
-                    continue
-            conn.last_rx = metrics.now()
-            metrics.frames_in += 1
             if conn.close_reason is not None:
                 continue
             frame = self._decode(conn, data)
@@ -853,7 +850,6 @@ class WebSocketEndpoint:
         server's lifetime (``await nursery.start(endpoint.run)``); cancel it to stop."""
         limits = self.limits
         period = max(0.005, min(limits.heartbeat_interval, limits.heartbeat_timeout) / 2)
-        self.metrics.use_run_clock()
         try:
             async with trio.open_nursery() as senders:
                 self._senders = senders
@@ -906,22 +902,20 @@ class WebSocketEndpoint:
             conn.close(CloseReason.SERVER_SHUTDOWN, message)
 
 
-async def _next_frame(conn: _Connection, receive: Receive) -> str | bytes | None:
-    """The payload of the next client frame, or None once the socket is gone."""
-    while True:
-        message = await receive()
-        kind = message["type"]
-        if kind == "websocket.receive":
-            text = message.get("text")
-            data = text if text is not None else message.get("bytes")
-            if data is None:
-                continue
-            metrics = conn.metrics
-            conn.last_rx = metrics.now()
-            metrics.frames_in += 1
-            return data  # type: ignore[no-any-return]
-        if kind == "websocket.disconnect":
+def _payload(conn: _Connection, message: Mapping[str, Any]) -> str | bytes | None:
+    """A client frame's payload, with the connection's receive stamp and count; None for any
+    other ASGI message (the caller ends on ``websocket.disconnect`` and skips the rest)."""
+    if message["type"] != "websocket.receive":
+        return None
+    data = message.get("text")
+    if data is None:
+        data = message.get("bytes")
+        if data is None:
             return None
+    metrics = conn.metrics
+    conn.last_rx = metrics.now()
+    metrics.frames_in += 1
+    return data  # type: ignore[no-any-return]
 
 
 async def _deliver_waiting(conn: _Connection, handle: SessionHandle, command: Command) -> bool:
