@@ -67,9 +67,10 @@ _YIELD_EVERY: Final = 8
 _RECEIPTS: Final = itertools.count(1)
 
 
-def _after_emit() -> Generator[Any, None, None]:
+def _after_emit(ctl: SessionControl | None = None, value: Any = None) -> Generator[Any, None, Any]:
     """What awaiting a receipt does: always a cancellation point (stop lands here), and a
-    schedule point once in `_YIELD_EVERY` awaits.
+    schedule point once in `_YIELD_EVERY` awaits. Given the session's control, it also waits
+    while the session's recorder asks it to (`_pushback`). Returns ``value``.
 
     Why not a full checkpoint every time: a yield costs a task switch (~5 µs, as much as
     everything else an echo does in the session), and the hook yields anyway when it returns
@@ -80,6 +81,11 @@ def _after_emit() -> Generator[Any, None, None]:
         # A pure schedule point (the task is rescheduled at once): a turn that yields here
         # keeps holding its events (see _turns.run_stepwise), it is not waiting for anything.
         yield from trio.lowlevel.cancel_shielded_checkpoint().__await__()  # noqa: ASYNC105
+    if ctl is not None:
+        held = _pushback(ctl)
+        if held is not None:
+            yield from held.wait_room().__await__()
+    return value
 
 
 class Done:
@@ -163,15 +169,9 @@ class Message:
         return f"<Message {self.id}{' streaming' if self.streaming else ''}>"
 
     def __await__(self) -> Generator[Any, None, Message]:
-        # `_after_emit` and `_pushback`, inlined: every `await self.send(...)` comes here, and
-        # a nested generator is one more object per message.
-        yield from trio.lowlevel.checkpoint_if_cancelled().__await__()  # noqa: ASYNC105
-        if not next(_RECEIPTS) % _YIELD_EVERY:
-            yield from trio.lowlevel.cancel_shielded_checkpoint().__await__()  # noqa: ASYNC105
-        recorder = self._context._ctl.recorder
-        if recorder is not None and getattr(recorder, "held", False):
-            yield from cast(_PushesBack, recorder).wait_room().__await__()
-        return self
+        # The receipt's generator itself, not one nested in another: every
+        # `await self.send(...)` comes here.
+        return _after_emit(self._context._ctl, self)
 
     @property
     def content(self) -> str:
