@@ -134,6 +134,36 @@ async def test_an_echo_is_held_whole_and_flushed_once(
     ]
 
 
+class WireLikeTrace(TurnTrace):
+    """A turn output that, like the transport's wire, does without task events."""
+
+    wants_task_events = False
+
+
+async def test_a_finished_hook_makes_no_task_events_when_only_wires_follow(
+    autojump_clock: Any, actor_system: ActorSystem
+) -> None:
+    router = Router(Turns)
+    await router.start(actor_system, name=f"turns-{next(_routers)}")
+    out = WireLikeTrace()
+    handle = await router.open(subscriber=out)
+    await trio.sleep(0.1)
+    out.trace.clear()
+    await handle.deliver(UserMessage(id="c1", content="hi"))
+    await trio.sleep(0.1)
+    assert [e for e in out.trace if e not in ("hold", "nudge")] == [
+        "MessageSent(held)",
+        "MessageSent(held)",
+        "flush",
+    ]
+    # A crash still says TaskEnded (with its status), wanted or not.
+    out.trace.clear()
+    await handle.deliver(UserMessage(id="c2", content="crash"))
+    await out.expect(TaskEnded)
+    ended = [e for e in out.events if isinstance(e, TaskEnded)]
+    assert [e.status for e in ended] == ["error"]
+
+
 @pytest.mark.parametrize("phase", range(_context._YIELD_EVERY))
 async def test_a_turn_that_waits_lets_its_events_go_first(
     autojump_clock: Any, actor_system: ActorSystem, phase: int

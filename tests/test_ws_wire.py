@@ -163,6 +163,30 @@ async def test_latency_histograms(autojump_clock: trio.testing.MockClock) -> Non
     assert metrics.turn_latency.count == 1 and 0.5 < metrics.turn_latency.sum < 0.6
 
 
+async def test_a_turn_is_timed_at_its_flush_once(autojump_clock: trio.testing.MockClock) -> None:
+    wire, metrics = new_wire()
+    wire.attach(FakeConnection(), None)
+    # No TaskEnded (only wires follow the session): the flush at the turn's end times it.
+    wire.received("c1")
+    wire.hold()
+    wire.publish(MessageSent(id="u_c1", role="user", content="q", client_id="c1"))
+    await trio.sleep(0.25)
+    await wire.flush()
+    assert metrics.turn_latency.count == 1 and 0.2 < metrics.turn_latency.sum < 0.3
+    # With a TaskEnded (another subscriber wants it), that times it, and the flush does not.
+    wire.received("c2")
+    wire.hold()
+    wire.publish(MessageSent(id="u_c2", role="user", content="q", client_id="c2"))
+    wire.publish(TaskEnded(hook="on_message", status="ok", ref="c2"))
+    await trio.sleep(1)
+    await wire.flush()
+    assert metrics.turn_latency.count == 2 and metrics.turn_latency.sum < 0.3
+    # A turn that is not a timed message's (an action's) is not timed at all.
+    wire.hold()
+    await wire.flush()
+    assert metrics.turn_latency.count == 2
+
+
 def test_histogram_buckets() -> None:
     histogram = Histogram((0.1, 1.0))
     for value in (0.05, 0.1, 0.5, 5.0):

@@ -57,6 +57,9 @@ __all__ = [
 _ADAPTER: Final[TypeAdapter[ClientFrame]] = TypeAdapter(
     Annotated[ClientFrame, Field(discriminator="type")]
 )
+#: The adapter's core validator, called directly: the adapter's own ``validate_json`` is a
+#: Python wrapper around it that costs ~0.8 µs per frame.
+_VALIDATOR: Final = _ADAPTER.validator
 _CLIENT_TYPES: Final[tuple[str, ...]] = tuple(
     cls.__dataclass_fields__["type"].default for cls in ClientFrame.__args__
 )
@@ -81,9 +84,9 @@ def decode_frame(
     try:
         if isinstance(data, str):
             # One pass in Rust: parse and validate together (the common, valid case).
-            frame = _ADAPTER.validate_json(data)
+            frame = _VALIDATOR.validate_json(data)
         else:
-            frame = _ADAPTER.validate_python(_unpack(data))
+            frame = _VALIDATOR.validate_python(_unpack(data))
     except ValidationError as exc:
         _raise_invalid(exc, data)
     if isinstance(frame, HelloFrame) and frame.version not in SUPPORTED_VERSIONS:

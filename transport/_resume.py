@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from ._frames import (
     DEFAULT_DEDUP_WINDOW,
@@ -164,6 +164,9 @@ class SessionLog:
         return tuple(entries[len(entries) - 2 * missed :: 2])  # type: ignore[arg-type]
 
 
+_UNSEEN: Final = object()
+
+
 class Admission(enum.Enum):
     """What to do with a client frame, decided by :meth:`DedupWindow.admit`."""
 
@@ -200,14 +203,15 @@ class DedupWindow:
 
     def admit(self, client_id: str) -> Admission | AckEvent:
         """Record ``client_id`` if it is new; otherwise say it is in flight or return its ack."""
-        try:
-            status = self._seen[client_id]
-        except KeyError:
+        # ``get`` with a marker, not ``[]`` with ``except KeyError``: almost every id is new,
+        # and raising and catching an exception for each cost ~3 µs per message.
+        status = self._seen.get(client_id, _UNSEEN)
+        if status is _UNSEEN:
             self._remember(client_id, None)
             return Admission.NEW
         if status is None:
             return Admission.IN_FLIGHT
-        return AckEvent(id=client_id, status=status, duplicate=True)
+        return AckEvent(id=client_id, status=status, duplicate=True)  # type: ignore[arg-type]
 
     def complete(self, client_id: str, ack: AckEvent) -> None:
         """Remember the ack of a processed frame (a later status replaces an earlier one)."""

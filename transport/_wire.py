@@ -252,6 +252,7 @@ class SessionWire:
         "_log",
         "_received",
         "_refused",
+        "_turn_ref",
         "detached_at",
         "ended",
         "handle",
@@ -261,8 +262,9 @@ class SessionWire:
         "session_id",
     )
 
-    #: TaskStarted is not on the wire: a session followed only by wires does not make it.
-    wants_task_started: ClassVar[bool] = False
+    #: TaskStarted and TaskEnded are not on the wire: a session followed only by wires makes
+    #: neither for a hook that finishes (the wire times the turn's end at `flush` instead).
+    wants_task_events: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -281,6 +283,9 @@ class SessionWire:
         self._dedup: DedupWindow | None = None
         self._received: dict[str, float] | None = None
         self._awaiting: float | None = None
+        #: The client id of the timed message whose turn is running (its end is timed at
+        #: `flush`, or by a `TaskEnded` when one comes).
+        self._turn_ref: str | None = None
         self._refused: str | None = None
         #: A turn of the session is running in its task (see supervisor/session/_turns.py):
         #: pushes do not wake the connections' senders; ``_held`` says some were made.
@@ -305,11 +310,12 @@ class SessionWire:
         """Map, sequence, log and fan out one domain event. Never blocks."""
         kind = type(event)
         if kind is TaskEnded:
-            if self._received:
-                self._turn_ended(event)  # type: ignore[arg-type]
+            ref = event.ref  # type: ignore[union-attr]
+            if ref is not None and self._received:
+                self._turn_ended(ref)
             return  # not on the wire in protocol version 1
         if kind is TaskStarted:
-            return  # (the host makes none when only wires follow: `wants_task_started`)
+            return  # (the host makes none when only wires follow: `wants_task_events`)
         wire = to_wire_event(event)
         if wire is None:
             if kind is SessionFailed:
@@ -330,6 +336,7 @@ class SessionWire:
                 received = timed.get(event.client_id)  # type: ignore[union-attr]
                 if received is not None:
                     self._awaiting = received
+                    self._turn_ref = event.client_id  # type: ignore[union-attr]
         elif awaiting is not None:
             self._awaiting = None
             metrics = self.metrics
@@ -367,13 +374,17 @@ class SessionWire:
             self.release()
 
     def flush(self) -> Awaitable[None]:
-        """The turn ended: each connection writes what it holds, from this (the session's)
-        task if its socket has room, else through its sender task.
+        """The turn ended: its message's turn latency is taken (see `_turn_ended`), and each
+        connection writes what it holds, from this (the session's) task if its socket has
+        room, else through its sender task.
 
         A plain function handing back the one connection's write (the usual case), not a
         coroutine awaiting it: a coroutine object less for every turn.
         """
         self._holding = False
+        ref = self._turn_ref
+        if ref is not None:
+            self._turn_ended(ref)
         if not self._held:
             return _NOTHING
         self._held = False
@@ -410,9 +421,13 @@ class SessionWire:
             for conn in self._conns:
                 conn.close(CloseReason.SESSION_ENDED, "the session stopped after repeated errors")
 
-    def _turn_ended(self, event: TaskEnded) -> None:
+    def _turn_ended(self, ref: str) -> None:
+        """The turn of the timed message ``ref`` ended: at `flush`, or by a `TaskEnded` (a
+        crash, a stop, or any turn when some other subscriber wants the task events)."""
+        if ref == self._turn_ref:
+            self._turn_ref = None
         assert self._received is not None
-        received = self._received.pop(event.ref, None) if event.ref is not None else None
+        received = self._received.pop(ref, None)
         if received is not None:
             metrics = self.metrics
             metrics.turn_latency.observe(metrics.now() - received)

@@ -101,7 +101,7 @@ class Fanout:
     is logged and dropped: it cannot break the session or its neighbours.
     """
 
-    __slots__ = ("_subscribers", "max_subscribers", "session_id", "starts_wanted", "turn_outputs")
+    __slots__ = ("_subscribers", "max_subscribers", "session_id", "tasks_wanted", "turn_outputs")
 
     def __init__(self, session_id: str, max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS) -> None:
         self.session_id = session_id
@@ -109,10 +109,10 @@ class Fanout:
         self._subscribers: tuple[SessionOutput, ...] = ()
         #: The subscribers that hold a turn's events for one write at its end (see _turns).
         self.turn_outputs: tuple[TurnOutput, ...] = ()
-        #: Whether any subscriber wants `TaskStarted` (one per hook run, which the transport's
-        #: wire drops: it says ``wants_task_started = False``). When none does, the host does
-        #: not make the event at all.
-        self.starts_wanted = False
+        #: Whether any subscriber wants `TaskStarted` and a finished hook's `TaskEnded` (two
+        #: per hook run, which the transport's wire does without: it says
+        #: ``wants_task_events = False``). When none does, the host makes neither.
+        self.tasks_wanted = False
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -134,7 +134,7 @@ class Fanout:
     def _find_turn_outputs(self) -> None:
         subscribers = self._subscribers
         self.turn_outputs = tuple(s for s in subscribers if isinstance(s, TurnOutput))
-        self.starts_wanted = any(getattr(s, "wants_task_started", True) for s in subscribers)
+        self.tasks_wanted = any(getattr(s, "wants_task_events", True) for s in subscribers)
 
     def publish(self, event: SessionEvent) -> None:
         for subscriber in self._subscribers:

@@ -204,8 +204,9 @@ class SessionHost(Actor):
             return
         fn, call_args = session._hook(hook, args)
         ctl = self._ctl
-        # Only wires follow most sessions, and they drop TaskStarted: then it is not made.
-        if ctl.output.starts_wanted or ctl.recorder is not None:
+        # Only wires follow most sessions, and they do without TaskStarted and a finished
+        # hook's TaskEnded: then neither is made (a crash or a stop still says TaskEnded).
+        if ctl.output.tasks_wanted or ctl.recorder is not None:
             ctl.publish(TaskStarted(hook=hook, ref=ref))
         # The cell's interrupt scope (one per incarnation, not one per hook: see
         # ActorCell.run_loop) is what a stop cancels, and only while a hook runs.
@@ -232,7 +233,8 @@ class SessionHost(Actor):
         self._running = None
         if session._open_streams:
             session._close_streams()
-        ctl.publish(TaskEnded(hook=hook, status="ok", ref=ref))
+        if ctl.output.tasks_wanted or ctl.recorder is not None:
+            ctl.publish(TaskEnded(hook=hook, status="ok", ref=ref))
 
     async def on_interrupted(self) -> None:
         """The user pressed stop: the hook that was running has been cancelled."""
