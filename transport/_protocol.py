@@ -84,7 +84,7 @@ def decode_frame(
     try:
         if isinstance(data, str):
             # One pass in Rust: parse and validate together (the common, valid case).
-            frame = _VALIDATOR.validate_json(data)
+            frame: ClientFrame = _VALIDATOR.validate_json(data)
         else:
             frame = _VALIDATOR.validate_python(_unpack(data))
     except ValidationError as exc:
