@@ -56,6 +56,9 @@ class _Room:
     def can_write(self, nbytes: int) -> bool:
         return True
 
+    def wrote(self, nbytes: int) -> None:
+        pass
+
 
 class _Client:
     """One connection: the app's receive channel and a parking spot for the reply."""

@@ -36,6 +36,9 @@ class _Room:
     def can_write(self, nbytes: int) -> bool:
         return True
 
+    def wrote(self, nbytes: int) -> None:
+        pass
+
 
 class FakeSocket:
     """One client as hypercorn would hand it to the endpoint: ``receive`` and ``send``."""

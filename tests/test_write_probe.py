@@ -15,7 +15,7 @@ import trio_websocket
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from triolet.transport._write_probe import MAX_PROBED_BYTES, WriteProbe
+from triolet.transport._write_probe import MAX_PROBED_BYTES, WRITE_OVERHEAD, WriteProbe
 
 SAFETY = 10.0
 
@@ -60,15 +60,42 @@ async def test_a_full_send_buffer_has_no_room() -> None:
         left.setblocking(False)
         probe = WriteProbe(trio.socket.from_stdlib_socket(left))
         assert probe.can_write(100)
-        # Fill the buffer: nobody reads the other end.
+        # Fill the buffer: nobody reads the other end (every write told, as the endpoint does).
         while True:
             try:
-                left.send(b"x" * 4096)
+                probe.wrote(left.send(b"x" * 4096))
             except BlockingIOError:
                 break
         assert not probe.can_write(100)
         left.close()
     assert not probe.can_write(100)  # closed: never room
+
+
+class CountingProbe(WriteProbe):
+    __slots__ = ("polls",)
+
+    def _room(self) -> int:
+        self.polls += 1
+        return super()._room()
+
+
+async def test_a_positive_poll_is_kept_as_a_credit_spent_by_writes() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        left.setblocking(False)
+        sndbuf = left.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        probe = CountingProbe(trio.socket.from_stdlib_socket(left))
+        probe.polls = 0
+        # Writes are charged with their overhead: the credit (a third of the send buffer,
+        # less a margin) lasts a few of them, and then the kernel is asked again.
+        per_poll = (sndbuf // 3 - 512) // (100 + WRITE_OVERHEAD)
+        assert per_poll >= 2
+        for _ in range(per_poll):
+            assert probe.can_write(100)
+            probe.wrote(left.send(b"x" * 100))
+        assert probe.polls == 1
+        assert probe.can_write(100)
+        assert probe.polls == 2
 
 
 def test_something_that_is_not_hypercorn_has_no_probe() -> None:

@@ -363,6 +363,11 @@ class _Connection:
             await send({"type": "websocket.send", "text": data})
         else:
             await send({"type": "websocket.send", "bytes": data})
+        probe = self._probe
+        if probe is not None:
+            # In UTF-8 bytes: a character is one (the usual case, known at once) to four.
+            size = len(data)
+            probe.wrote(size if isinstance(data, bytes) or data.isascii() else 4 * size)
         metrics = self.metrics
         self.last_tx = metrics.now()
         metrics.frames_out += 1
