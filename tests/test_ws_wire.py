@@ -36,7 +36,7 @@ class FakeConnection:
         #: What happened to get events written: "woken" per waking push, "kick", "flush".
         self.writes: list[str] = []
 
-    def push(self, event: ServerEvent, size: int | None = None, *, wake: bool = True) -> None:
+    def push(self, event: ServerEvent, size: int | None = None, wake: bool = True) -> None:
         self.events.append(event)
         if wake:
             self.writes.append("woken")

@@ -109,7 +109,7 @@ class Outbox:
         """Entries waiting (a run of merged tokens counts once)."""
         return len(self._entries)
 
-    def push(self, event: ServerEvent, *, size: int | None = None) -> bool:
+    def push(self, event: ServerEvent, size: int | None = None) -> bool:
         """Queue ``event``; ``False`` means it was refused (too far behind, or closed).
 
         ``size`` may be passed when the caller has it (the session log computed it already).

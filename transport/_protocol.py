@@ -45,13 +45,16 @@ from ._frames import (
 )
 
 __all__ = [
+    "ack_size",
     "decode_frame",
     "encode_batch",
     "encode_event",
     "error_event",
     "event_size",
     "frame_ref",
+    "message_size",
     "to_wire",
+    "token_size",
 ]
 
 _ADAPTER: Final[TypeAdapter[ClientFrame]] = TypeAdapter(
@@ -332,9 +335,31 @@ def event_size(event: ServerEvent) -> int:
     if kind is TokenEvent:
         return _TOKEN_OVERHEAD + len(event.text)  # type: ignore[union-attr]
     if kind is MessageEvent:
-        m: MessageEvent = event  # type: ignore[assignment]
-        if len(m.content) <= _ESTIMATED_TEXT and m.metadata is None:
-            return _MESSAGE_OVERHEAD + len(m.content) + len(m.id) + len(m.author or "")
-    elif kind is AckEvent:
-        return _ACK_OVERHEAD + len(event.id)  # type: ignore[union-attr]
+        return message_size(event)  # type: ignore[arg-type]
+    if kind is AckEvent:
+        return ack_size(event.id)  # type: ignore[union-attr]
     return len(pydantic_core.to_json(_BUILDERS[kind](event)))
+
+
+def message_size(message: MessageEvent) -> int:
+    """`event_size` of a message (the session's wire calls it directly for every message)."""
+    content = message.content
+    if len(content) <= _ESTIMATED_TEXT and message.metadata is None:
+        author = message.author
+        return (
+            _MESSAGE_OVERHEAD
+            + len(content)
+            + len(message.id)
+            + (0 if author is None else len(author))
+        )
+    return len(pydantic_core.to_json(_BUILDERS[MessageEvent](message)))
+
+
+def token_size(token: TokenEvent) -> int:
+    """`event_size` of a token."""
+    return _TOKEN_OVERHEAD + len(token.text)
+
+
+def ack_size(client_id: str) -> int:
+    """`event_size` of the ack of ``client_id``."""
+    return _ACK_OVERHEAD + len(client_id)

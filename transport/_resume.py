@@ -114,7 +114,7 @@ class SessionLog:
     def __len__(self) -> int:
         return (len(self._entries) - self._head) >> 1
 
-    def append(self, event: SessionEvent, *, size: int | None = None) -> int:
+    def append(self, event: SessionEvent, size: int | None = None) -> int:
         """Stamp ``event.seq``, keep it for replay, and return the seq.
 
         ``size`` may be passed when the caller already knows it; otherwise it is estimated.

@@ -83,7 +83,7 @@ from ._frames import (
 )
 from ._metrics import TransportMetrics
 from ._outbox import Outbox
-from ._protocol import decode_frame, encode_batch, frame_ref
+from ._protocol import ack_size, decode_frame, encode_batch, frame_ref
 from ._resume import Admission, ReplayGap
 from ._wire import SessionWire
 from ._write_probe import MAX_PROBED_BYTES, CanWrite, WriteProbe
@@ -201,14 +201,14 @@ class _Connection:
 
     # -- the Attached protocol (called from any task, never blocks) ---------------------------
 
-    def push(self, event: ServerEvent, size: int | None = None, *, wake: bool = True) -> None:
+    def push(self, event: ServerEvent, size: int | None = None, wake: bool = True) -> None:
         """Queue ``event`` and see that it gets written; ``wake=False`` leaves that to whoever
         queued it (a session holding a turn's events, or the reader's ack of a message that
         an idle session echoes in its very next step: see `WebSocketEndpoint._command`)."""
         outbox = self.outbox
         if outbox is None:
             outbox = self.outbox = self._new_outbox()
-        if outbox.push(event, size=size):
+        if outbox.push(event, size):
             if wake:
                 self.kick()
         elif outbox.overflowed and self.close_reason is None:
@@ -789,7 +789,7 @@ class WebSocketEndpoint:
             else:
                 message = type(command) is UserMessage
                 if message:
-                    wire.received(client_id)
+                    wire.received(client_id, conn.last_rx)
                 taken = handle.deliver_now(command)
                 if taken is None:  # the session is not running, or its mailbox is full
                     taken = await _deliver_waiting(conn, handle, command)
@@ -828,7 +828,7 @@ class WebSocketEndpoint:
         # Fewer frames: an idle session took the message at once and runs its turn in its very
         # next step, before any other task; the turn writes the ack, the echo and whatever the
         # hook said as one frame (writing the ack now would often send it alone).
-        conn.push(ack, wake=not echoed)
+        conn.push(ack, ack_size(client_id), not echoed)
 
     # -- wire state lifetime ---------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from ._events import (
     SettingsSent,
     StreamEnded,
     TokenStreamed,
+    message_sent,
 )
 from ._steps import Step, current_step
 from ._threads import call_async, call_sync, check_cancelled, in_trio_thread
@@ -320,15 +321,16 @@ class SessionContext:
         streaming: bool,
     ) -> MessageSent:
         parent = current_step()
-        return MessageSent(
-            id=message.id,
-            content=content,
-            role=role,
-            author=message.author,
-            parent=parent.id if parent is not None else None,
-            streaming=streaming,
-            created_at=time.time(),
-            metadata=metadata,
+        return message_sent(
+            message.id,
+            content,
+            role,
+            message.author,
+            parent.id if parent is not None else None,  # parent
+            None,  # client_id
+            streaming,
+            time.time(),  # created_at
+            metadata,
         )
 
     def _close_streams(self) -> None:

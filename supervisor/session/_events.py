@@ -34,10 +34,11 @@ streamed token makes one: it must be cheap).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import field
 from typing import Any, Literal
 
-from ._record import record
+from ._record import positional, record
 
 __all__ = [
     "ActionSpec",
@@ -85,6 +86,25 @@ class MessageSent:
     streaming: bool = False
     created_at: float | None = None
     metadata: dict[str, Json] | None = None
+
+
+#: ``MessageSent(id, content, role, author, parent, client_id, streaming, created_at,
+#: metadata)`` positionally: what the host and ``send`` use, once per message each (see
+#: `positional`).
+message_sent: Callable[
+    [
+        str,
+        str,
+        Role,
+        str | None,
+        str | None,
+        str | None,
+        bool,
+        float | None,
+        dict[str, Json] | None,
+    ],
+    MessageSent,
+] = positional(MessageSent)
 
 
 @record

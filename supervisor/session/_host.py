@@ -33,7 +33,7 @@ from ._actions import Action
 from ._actor import SessionActor
 from ._commands import EndChat, FileUpload, SettingsUpdate, ThreadInfo, UserMessage
 from ._control import SessionControl
-from ._events import MessageSent, SessionFailed, TaskEnded, TaskStarted
+from ._events import SessionFailed, TaskEnded, TaskStarted, message_sent
 from ._snapshot import Snapshot, SnapshotStore, packable, save_on_stop
 from ._steps import set_current_context
 from ._threads import run_in_worker
@@ -149,14 +149,16 @@ class SessionHost(Actor):
         kind = type(message)
         if kind is UserMessage:
             self._ctl.publish(
-                MessageSent(
-                    id=f"u_{message.id}",
-                    content=message.content,
-                    role="user",
-                    author=message.author,
-                    client_id=message.id,
-                    created_at=time.time(),
-                    metadata=message.metadata,
+                message_sent(
+                    f"u_{message.id}",  # id
+                    message.content,
+                    "user",  # role
+                    message.author,
+                    None,  # parent
+                    message.id,  # client_id
+                    False,  # streaming
+                    time.time(),  # created_at
+                    message.metadata,
                 )
             )
             return self._run("on_message", message, ref=message.id)

@@ -12,10 +12,12 @@ instance: treat events as read-only (`dataclasses.replace` makes a changed copy)
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar, dataclass_transform
+from typing import Any, TypeVar, dataclass_transform
 
-__all__ = ["record"]
+__all__ = ["positional", "record"]
 
 T = TypeVar("T")
 
@@ -24,3 +26,25 @@ T = TypeVar("T")
 def record(cls: type[T]) -> type[T]:
     """A slotted, keyword-only dataclass, frozen for the type checker (see the module doc)."""
     return dataclass(slots=True, kw_only=True, unsafe_hash=True)(cls)
+
+
+def positional(cls: type[T]) -> Callable[..., T]:
+    """A constructor of the record ``cls`` taking every field positionally, in declared order.
+
+    For the few places that make a record per message (the user's message and the reply,
+    each a `MessageSent`): a keyword call to a dataclass ``__init__`` cost ~0.9 µs more than
+    this for nine fields on the benchmark machine, since every keyword is matched by name.
+    Generated from the fields, as dataclasses generates ``__init__``, so it follows them;
+    annotate the result with the exact signature where it is bound.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    source = (
+        f"def make({', '.join(names)}):\n    obj = new(cls)\n"
+        + "".join(f"    obj.{name} = {name}\n" for name in names)
+        + "    return obj\n"
+    )
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    exec(compile(source, f"<positional {cls.__name__}>", "exec"), namespace)
+    make: Callable[..., T] = namespace["make"]
+    make.__qualname__ = f"positional_{cls.__name__}"
+    return make
