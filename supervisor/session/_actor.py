@@ -95,6 +95,3 @@ class SessionActor(SessionContext):
     def _hook(self, name: str, args: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         """The callable that implements hook ``name`` and its arguments (overridable)."""
         return getattr(self, name), args
-
-    def _overrides(self, name: str) -> bool:
-        return getattr(type(self), name) is not getattr(SessionActor, name)

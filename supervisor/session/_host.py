@@ -76,6 +76,26 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return found
 
 
+#: Per session class and hook: the function that implements it (None when the class keeps
+#: the base's, which does nothing), whether it is async, and whether the class maps hooks to
+#: functions itself (``_hook``, as an `App` with action handlers does). Remembered: finding
+#: these anew took three calls for every message.
+_HOOKS: dict[tuple[type, str], tuple[Callable[..., Any] | None, bool, bool]] = {}
+
+
+def _hook_of(cls: type[SessionActor], hook: str) -> tuple[Callable[..., Any] | None, bool, bool]:
+    fn = getattr(cls, hook)
+    found = (
+        None if fn is getattr(SessionActor, hook) else fn,
+        inspect.iscoroutinefunction(fn),
+        cls._hook is not SessionActor._hook,
+    )
+    if len(_HOOKS) >= _MAX_REMEMBERED:
+        _HOOKS.clear()  # classes made on the fly: stay bounded
+    _HOOKS[(cls, hook)] = found
+    return found
+
+
 async def _nothing() -> None:
     """A turn with nothing to run (a command this host does not know)."""
 
@@ -202,9 +222,19 @@ class SessionHost(Actor):
     async def _run(self, hook: str, *args: Any, ref: str | None = None) -> None:
         session = self._session
         assert session is not None
-        if not session._overrides(hook):
-            return
-        fn, call_args = session._hook(hook, args)
+        cls = type(session)
+        found = _HOOKS.get((cls, hook))
+        if found is None:
+            found = _hook_of(cls, hook)
+        fn, is_async, mapped = found
+        if fn is None:
+            return  # not overridden: nothing to run
+        call_args: tuple[Any, ...]
+        if mapped:
+            fn, call_args = session._hook(hook, args)
+            is_async = _is_async(fn)
+        else:
+            call_args = (session, *args)
         ctl = self._ctl
         # Only wires follow most sessions, and they do without TaskStarted and a finished
         # hook's TaskEnded: then neither is made (a crash or a stop still says TaskEnded).
@@ -215,7 +245,7 @@ class SessionHost(Actor):
         self._running = (hook, ref)
         ctl.running = self._cell.interrupt_scope
         try:
-            if _is_async(fn):
+            if is_async:
                 await fn(*call_args)
             else:
                 await trio.to_thread.run_sync(
