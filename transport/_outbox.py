@@ -68,7 +68,6 @@ class Outbox:
     """
 
     __slots__ = (
-        "_entries",
         "_runs",
         "_sizes",
         "closed",
@@ -77,6 +76,7 @@ class Outbox:
         "max_events",
         "nbytes",
         "overflowed",
+        "waiting",
     )
 
     def __init__(
@@ -92,7 +92,9 @@ class Outbox:
         self.max_bytes = max_bytes
         # A merged token frame must stay well under the client's frame limit.
         self.max_coalesced_bytes = max_coalesced_bytes
-        self._entries: deque[_Entry] = deque()
+        #: The entries waiting, oldest first (read it, never change it from outside): a writer
+        #: asks ``if outbox.waiting`` for every turn, where ``len(outbox)`` is a Python call.
+        self.waiting: deque[_Entry] = deque()
         self._sizes: deque[int] = deque()
         #: Token runs among the entries: with none (an echo), a batch is the entries as they are.
         self._runs = 0
@@ -107,7 +109,7 @@ class Outbox:
 
     def __len__(self) -> int:
         """Entries waiting (a run of merged tokens counts once)."""
-        return len(self._entries)
+        return len(self.waiting)
 
     def push(self, event: ServerEvent, size: int | None = None) -> bool:
         """Queue ``event``; ``False`` means it was refused (too far behind, or closed).
@@ -118,7 +120,7 @@ class Outbox:
             return False
         if size is None:
             size = event_size(event)
-        entries = self._entries
+        entries = self.waiting
         if type(event) is TokenEvent and entries and self._merge(event):
             # A merged token adds its text only: the frame overhead is paid once per run.
             nbytes = self.nbytes = self.nbytes + len(event.text)
@@ -132,11 +134,11 @@ class Outbox:
         return True
 
     def _merge(self, token: TokenEvent) -> bool:
-        last = self._entries[-1]
+        last = self.waiting[-1]
         if type(last) is TokenEvent:
             if not self._fits(last.message, last.seq, self._sizes[-1], token):
                 return False
-            last = self._entries[-1] = _TokenRun(last, self._sizes[-1])
+            last = self.waiting[-1] = _TokenRun(last, self._sizes[-1])
             self._runs += 1
         elif type(last) is _TokenRun:
             if not self._fits(last.message, last.seq, last.size, token):
@@ -160,9 +162,9 @@ class Outbox:
 
     def pop(self) -> ServerEvent | None:
         """The next event to send, or ``None`` when there is nothing waiting."""
-        if not self._entries:
+        if not self.waiting:
             return None
-        entry = self._entries.popleft()
+        entry = self.waiting.popleft()
         self.nbytes -= self._sizes.popleft()
         if type(entry) is _TokenRun:
             self._runs -= 1
@@ -177,7 +179,7 @@ class Outbox:
         Stops before the batch would pass ``max_bytes``, so a batch frame stays under the
         client's frame limit; pair it with ``encode_batch``.
         """
-        entries = self._entries
+        entries = self.waiting
         if len(entries) <= max_events and self.nbytes <= max_bytes:
             # The usual case (an echo's ack, copy and reply): everything waiting fits.
             batch: list[ServerEvent]
@@ -208,10 +210,10 @@ class Outbox:
         and a slow client is exactly one that cannot take the backlog.
         """
         closing = ClosingEvent.for_reason(reason, message)
-        self._entries.clear()
+        self.waiting.clear()
         self._sizes.clear()
         self._runs = 0
-        self._entries.append(closing)
+        self.waiting.append(closing)
         self._sizes.append(0)
         self.nbytes = 0
         self.closed = True

@@ -205,9 +205,13 @@ class DedupWindow:
         """Record ``client_id`` if it is new; otherwise say it is in flight or return its ack."""
         # ``get`` with a marker, not ``[]`` with ``except KeyError``: almost every id is new,
         # and raising and catching an exception for each cost ~3 µs per message.
-        status = self._seen.get(client_id, _UNSEEN)
+        seen = self._seen
+        status = seen.get(client_id, _UNSEEN)
         if status is _UNSEEN:
-            self._remember(client_id, None)
+            if len(seen) >= self.capacity:  # (once full, every new id pushes out the oldest)
+                self._remember(client_id, None)
+            else:
+                seen[client_id] = None
             return Admission.NEW
         if status is None:
             return Admission.IN_FLIGHT

@@ -279,7 +279,7 @@ class _Connection:
         """The session's turn ended: write what it said from the session's task if the socket
         can take it now, else leave it to a sender task. Never waits for the client."""
         outbox = self.outbox
-        if outbox is None or not outbox or self.sending or self._sender_live:
+        if outbox is None or not outbox.waiting or self.sending or self._sender_live:
             return  # nothing to write, or a writer at work that will see it
         probe = self._probe
         if (
@@ -301,7 +301,7 @@ class _Connection:
             return
         finally:
             self.sending = False
-        if self.outbox:
+        if outbox.waiting:
             self.kick()  # queued while we wrote
         # Drained, but kept: a chatting connection would otherwise make a new outbox for every
         # turn. The sweeper drops it once the connection is quiet (`drop_idle_outbox`).

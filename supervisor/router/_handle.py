@@ -92,11 +92,11 @@ class SessionHandle:
             return None
         ctl = self._ctl
         ref = ctl.ref
-        if ref is None or not ref.alive or ctl.ended:
+        if ref is None or ctl.ended:
             return None
         try:
             return ref.try_tell(command)
-        except (MailboxFull, ActorStopped):
+        except (MailboxFull, ActorStopped):  # (a stopped host's mailbox is closed: it raises)
             return None
 
     async def deliver(self, command: Command, *, wait: bool = True) -> bool:

@@ -51,7 +51,7 @@ from ._events import (
     TokenStreamed,
     message_sent,
 )
-from ._steps import Step, current_step
+from ._steps import Step, _step
 from ._threads import call_async, call_sync, check_cancelled, in_trio_thread
 
 __all__ = ["DEFAULT_ASK_USER_TIMEOUT", "Done", "Element", "Message", "SessionContext"]
@@ -83,9 +83,9 @@ def _after_emit(ctl: SessionControl | None = None, value: Any = None) -> Generat
         # keeps holding its events (see _turns.run_stepwise), it is not waiting for anything.
         yield from trio.lowlevel.cancel_shielded_checkpoint().__await__()  # noqa: ASYNC105
     if ctl is not None:
-        held = _pushback(ctl)
-        if held is not None:
-            yield from held.wait_room().__await__()
+        recorder = ctl.recorder  # (`_pushback`, inline: every awaited send comes here)
+        if recorder is not None and getattr(recorder, "held", False):
+            yield from cast(_PushesBack, recorder).wait_room().__await__()
     return value
 
 
@@ -320,7 +320,7 @@ class SessionContext:
         *,
         streaming: bool,
     ) -> MessageSent:
-        parent = current_step()
+        parent = _step.get()  # (`current_step`, inline: every message asks)
         return message_sent(
             message.id,
             content,
