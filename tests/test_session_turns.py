@@ -245,6 +245,46 @@ async def test_run_stepwise_returns_what_the_coroutine_returns(autojump_clock: A
     assert counter.calls == ["release", "hold", "nudge", "hold"]
 
 
+class Writer(Counter):
+    """A turn output whose nudge lets something go: a write that waits, and counts."""
+
+    def nudge(self) -> Any:
+        self.calls.append("nudge")
+        return self.write()
+
+    async def write(self) -> None:
+        self.calls.append("writing")
+        await trio.sleep(1)  # (a real write never waits this long: it checks the socket)
+        self.calls.append("written")
+
+
+async def test_a_nudge_write_is_made_by_the_turn_at_once_and_shielded(
+    autojump_clock: Any,
+) -> None:
+    writer = Writer()
+
+    async def tight_loop() -> None:
+        await trio.lowlevel.checkpoint()
+        writer.calls.append("after the schedule point")
+
+    await run_stepwise(tight_loop(), (writer,))
+    assert writer.calls == ["nudge", "writing", "written", "hold", "after the schedule point"]
+
+    # A stop landing while the write is under way does not cut it: the turn gets the
+    # cancellation at its own await instead, once the write is done.
+    writer.calls.clear()
+    with trio.CancelScope() as scope:
+
+        async def cancel_soon() -> None:
+            await trio.sleep(0.5)
+            scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancel_soon)
+            await run_stepwise(tight_loop(), (writer,))
+    assert writer.calls[:3] == ["nudge", "writing", "written"]
+
+
 async def test_run_stepwise_without_a_yield_costs_no_call() -> None:
     counter = Counter()
 

@@ -243,13 +243,17 @@ async def test_a_schedule_point_lets_tokens_and_long_runs_go_but_not_an_echo() -
     wire.hold()
     wire.publish(MessageSent(id="u1", content="hi", role="user"))
     wire.publish(MessageSent(id="m1", content="echo hi"))
-    wire.nudge()  # an echo's few events wait for the turn's end
+    assert wire.nudge() is None  # an echo's few events wait for the turn's end
     assert tab.writes == []
     wire.publish(TokenStreamed(message="m1", text="a"))
-    wire.nudge()  # a stream's tokens go at once
-    assert tab.writes == ["kick"]
-    wire.hold()
+    write = wire.nudge()  # a stream's tokens go at once, written by the session's task
+    assert write is not None
+    await write
+    assert tab.writes == ["flush"]
+    assert wire.nudge() is None  # (nothing held since)
     for i in range(9):
         wire.publish(MessageSent(id=f"m{i + 2}", content="x"))
-    wire.nudge()  # so does a long run of events
-    assert tab.writes == ["kick", "kick"]
+    write = wire.nudge()  # so does a long run of events
+    assert write is not None
+    await write
+    assert tab.writes == ["flush", "flush"]

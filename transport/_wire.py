@@ -106,8 +106,9 @@ class Attached(Protocol):
     """What the wire needs from a connection: a non-blocking push, and a way to close it.
 
     ``push(..., wake=False)`` queues without waking the connection's sender: the wire is
-    holding a turn's events, and will either `kick` the connection (the turn waits) or await
-    `flush_from_session` (the turn ended).
+    holding a turn's events, and will either `kick` the connection (the turn waits) or have
+    the session's task await `flush_from_session` (the turn ended, or a schedule point in it
+    let a stream's tokens go).
     """
 
     def push(self, event: ServerEvent, size: int | None = None, wake: bool = True) -> None: ...
@@ -403,12 +404,19 @@ class SessionWire:
             for conn in self._conns:
                 conn.kick()
 
-    def nudge(self) -> None:
+    def nudge(self) -> Awaitable[None] | None:
         """A schedule point in the turn: keep an echo's few events for the turn's end, but
         let a stream's tokens go (its first tokens must not wait for its last) and any long
-        run of events (a tight loop must not fill the bounded outboxes)."""
+        run of events (a tight loop must not fill the bounded outboxes).
+
+        What goes is handed back to be written now, from the session's own task (see
+        `run_stepwise`): each connection writes it if its socket has room, else wakes its
+        sender. Writing here rather than waking a sender saves a task (~20 µs) and, under
+        load, a whole scheduler round before the stream's first tokens leave.
+        """
         if self._held_count and (self._held_tokens or self._held_count > _HELD_AT_SCHEDULE_POINT):
-            self.release()
+            return self._write_held()
+        return None
 
     def flush(self) -> Awaitable[None]:
         """The turn ended: its message's turn latency is taken (see `_turn_ended`), and each
@@ -424,6 +432,10 @@ class SessionWire:
             self._turn_ended(ref)
         if not self._held_count:
             return _NOTHING
+        return self._write_held()
+
+    def _write_held(self) -> Awaitable[None]:
+        """Each connection's write of what the turn holds (see `flush` and `nudge`)."""
         self._held_count = 0
         self._held_tokens = False
         conns = self._conns
