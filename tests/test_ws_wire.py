@@ -246,12 +246,14 @@ async def test_a_schedule_point_lets_tokens_and_long_runs_go_but_not_an_echo() -
     assert wire.nudge() is None  # an echo's few events wait for the turn's end
     assert tab.writes == []
     wire.publish(TokenStreamed(message="m1", text="a"))
-    write = wire.nudge()  # a stream's tokens go at once, written by the session's task
+    write = wire.nudge()  # a stream's first tokens go at once, written by the session's task
     assert write is not None
     await write
     assert tab.writes == ["flush"]
     assert wire.nudge() is None  # (nothing held since)
-    for i in range(9):
+    wire.publish(TokenStreamed(message="m1", text="b"))
+    assert wire.nudge() is None  # later tokens wait for the turn's end, or a long run
+    for i in range(8):
         wire.publish(MessageSent(id=f"m{i + 2}", content="x"))
     write = wire.nudge()  # so does a long run of events
     assert write is not None

@@ -271,6 +271,7 @@ class SessionWire:
         "_held_tokens",
         "_holding",
         "_log",
+        "_nudged",
         "_received",
         "_refused",
         "_turn_ref",
@@ -307,6 +308,8 @@ class SessionWire:
         #: The client id of the timed message whose turn is running (its end is timed at
         #: `flush`, or by a `TaskEnded` when one comes).
         self._turn_ref: str | None = None
+        #: A schedule point in this turn already let its first tokens go (see `nudge`).
+        self._nudged = False
         self._refused: str | None = None
         #: A turn of the session is running in its task (see supervisor/session/_turns.py):
         #: pushes do not wake the connections' senders; ``_held_count`` says how many were made.
@@ -406,15 +409,20 @@ class SessionWire:
 
     def nudge(self) -> Awaitable[None] | None:
         """A schedule point in the turn: keep an echo's few events for the turn's end, but
-        let a stream's tokens go (its first tokens must not wait for its last) and any long
-        run of events (a tight loop must not fill the bounded outboxes).
+        let a stream's first tokens go (they must not wait for its last) and any long run of
+        events (a tight loop must not fill the bounded outboxes).
 
         What goes is handed back to be written now, from the session's own task (see
         `run_stepwise`): each connection writes it if its socket has room, else wakes its
-        sender. Writing here rather than waking a sender saves a task (~20 µs) and, under
-        load, a whole scheduler round before the stream's first tokens leave.
+        sender. Under load that saves a whole scheduler round before the first tokens leave:
+        time to first token at 50 streaming sessions 34 → 23 ms (`benchmarks`' stream
+        scenario, docs/BENCHMARKS.md). Only the turn's first tokens go this way; later ones
+        wait for the turn's end or a long run of them, since every frame costs the server
+        again (writing at every schedule point cost a quarter more CPU per stream).
         """
-        if self._held_count and (self._held_tokens or self._held_count > _HELD_AT_SCHEDULE_POINT):
+        held = self._held_count
+        if held and ((self._held_tokens and not self._nudged) or held > _HELD_AT_SCHEDULE_POINT):
+            self._nudged = True
             return self._write_held()
         return None
 
@@ -427,6 +435,7 @@ class SessionWire:
         coroutine awaiting it: a coroutine object less for every turn.
         """
         self._holding = False
+        self._nudged = False
         ref = self._turn_ref
         if ref is not None:
             self._turn_ended(ref)
