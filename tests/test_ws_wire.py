@@ -259,3 +259,11 @@ async def test_a_schedule_point_lets_tokens_and_long_runs_go_but_not_an_echo() -
     assert write is not None
     await write
     assert tab.writes == ["flush", "flush"]
+    # After a wait (or a turn that raised), the next burst's first tokens go at once again.
+    wire.release()
+    wire.hold()
+    wire.publish(TokenStreamed(message="m1", text="c"))
+    write = wire.nudge()
+    assert write is not None
+    await write
+    assert tab.writes == ["flush", "flush", "flush"]

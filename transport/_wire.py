@@ -401,6 +401,9 @@ class SessionWire:
 
     def release(self) -> None:
         self._holding = False
+        # What comes after a wait (or after a turn that raised) is a new burst: its first
+        # tokens go at the next schedule point again.
+        self._nudged = False
         if self._held_count:
             self._held_count = 0
             self._held_tokens = False
