@@ -15,9 +15,9 @@ Trio's scheduler, calls `~TurnOutput.release` (wake the senders for what is held
 `~TurnOutput.hold` again when it is resumed. A turn that never yields (an echo) pays for one
 generator; one that does pays a method call per yield. A pure schedule point (the one in
 eight receipts that lets other tasks run, then carries on at once) is not a wait: there the
-output is only nudged, and keeps holding an echo's few events, but lets a stream's tokens or a
-long run of events go (a tight loop must neither delay its first tokens to the end nor fill a
-connection's bounded outbox). What a nudge lets go is written there and then by the session's
+output is only nudged, and keeps holding an echo's few events, but lets a stream's first
+tokens or a long run of events go (a tight loop must neither delay its first tokens to the end
+nor fill a connection's bounded outbox). What a nudge lets go is written there and then by the session's
 own task when the socket has room, as at the turn's end, rather than by a sender task woken
 for it: under load that saves a task and a whole scheduler round before the first tokens
 leave (time to first token).
