@@ -17,10 +17,10 @@ generator; one that does pays a method call per yield. A pure schedule point (th
 eight receipts that lets other tasks run, then carries on at once) is not a wait: there the
 output is only nudged, and keeps holding an echo's few events, but lets a stream's first
 tokens or a long run of events go (a tight loop must neither delay its first tokens to the end
-nor fill a connection's bounded outbox). What a nudge lets go is written there and then by the session's
-own task when the socket has room, as at the turn's end, rather than by a sender task woken
-for it: under load that saves a task and a whole scheduler round before the first tokens
-leave (time to first token).
+nor fill a connection's bounded outbox). What a nudge lets go is written there and then by the
+session's own task when the socket has room, as at the turn's end, rather than by a sender
+task woken for it: under load that saves a task and a whole scheduler round before the first
+tokens leave (time to first token).
 """
 
 from __future__ import annotations
