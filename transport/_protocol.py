@@ -333,7 +333,7 @@ def event_size(event: ServerEvent) -> int:
     """
     kind = type(event)
     if kind is TokenEvent:
-        return _TOKEN_OVERHEAD + len(event.text)  # type: ignore[union-attr]
+        return token_size(event)  # type: ignore[arg-type]
     if kind is MessageEvent:
         return message_size(event)  # type: ignore[arg-type]
     if kind is AckEvent:
