@@ -269,6 +269,24 @@ def _ratio_table(points: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def _goal_table(goals: Sequence[Mapping[str, Any]]) -> str:
+    if not goals:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_cell(g['goal'])}</td><td>{_cell(g['wanted'])}</td><td>{_cell(g['value'])}</td>"
+        f"<td>{_cell(g['floor'])}</td><td>{_cell(g['verdict'])}</td></tr>"
+        for g in goals
+    )
+    return (
+        "<h2>Goals</h2><p>The project's published goals (docs/BENCHMARKS.md), judged on this "
+        "run. <b>bare floor</b> is the bare hypercorn echo's own ratio to Chainlit: where even "
+        "it misses a goal, the goal is <i>out of reach here</i> (Chainlit's echo rate is set "
+        "by its own sleeps, every other server's by this machine's speed).</p>"
+        "<table><thead><tr><th>goal</th><th>wanted</th><th>triolet</th><th>bare floor</th>"
+        f"<th>verdict</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #111; }
 table { border-collapse: collapse; font-size: 12px; margin: 1rem 0; }
@@ -290,6 +308,7 @@ def render(result: Mapping[str, Any]) -> str:
         "<h1>Triolet benchmarks</h1>"
         f"<ul>{facts}</ul>"
         f"<div>{''.join(_charts(points))}</div>"
+        f"{_goal_table(result.get('goals', []))}"
         f"{_ratio_table(points)}"
         f"<h2>All figures</h2>{_table(points)}"
         "</body></html>"

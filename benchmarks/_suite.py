@@ -16,8 +16,10 @@ under .bench/) and the bare hypercorn floor; every figure of theirs gets a ratio
 The JSON result has one key per system holding the figures of the first
 scenario at the first session count (so a one-scenario run reads
 ``result["triolet"]["msgs_per_s"]``), a ``ratios`` object keyed by the other
-systems (``recorded_ratios`` likewise for ``triolet_recorded``), and ``points``:
-every (scenario, sessions, system) measured.
+systems (``recorded_ratios`` likewise for ``triolet_recorded``), ``points``:
+every (scenario, sessions, system) measured, and ``goals``: a verdict for each of the
+project's published goals whose points the run measured (`benchmarks._goals`; "out of
+reach here" where even the bare floor misses a goal set against Chainlit).
 
 Load scenarios (echo, stream, durable, mixed) run ``--rounds`` times (default 3), every
 system back to back in each round: on a shared machine the CPU's speed drifts between
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ._catalog import SCENARIOS, SUPPORTED
+from ._goals import judge
 from ._stats import ratios
 
 #: Figures compared across systems (Triolet's ÷ the other's).
@@ -332,6 +335,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
     }
+    return _summarise(result, points)
+
+
+def _summarise(result: dict[str, Any], points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The result's headline (the first scenario at the first count, per system, with its
+    ratios), every point, and the goals' verdicts."""
+    scenarios, counts = result["meta"]["scenarios"], result["meta"]["sessions"]
     first = [p for p in points if p["scenario"] == scenarios[0] and p["sessions"] == counts[0]]
     for point in first:
         result[point["system"]] = {
@@ -345,6 +355,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "triolet" in result:
         result["triolet"]["ratios"] = dict(result["ratios"])
     result["points"] = points
+    result["goals"] = judge(points)
     return result
 
 
@@ -416,7 +427,16 @@ def _print_table(result: dict[str, Any]) -> None:
             *("" if p.get(k) is None else str(p[k]) for k in keys),
             note,
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if result.get("goals"):
+        goals = Table(title="Goals (docs/BENCHMARKS.md)")
+        for column in ("goal", "wanted", "triolet", "bare floor", "verdict"):
+            goals.add_column(column)
+        for g in result["goals"]:
+            floor = "" if g["floor"] is None else str(g["floor"])
+            goals.add_row(g["goal"], g["wanted"], str(g["value"]), floor, g["verdict"])
+        console.print(goals)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") -> int:

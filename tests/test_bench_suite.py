@@ -119,6 +119,7 @@ def test_compare_bare_prints_one_json_object_with_ratios() -> None:
         assert result[system]["loadgen_cpu_share_max"] == pytest.approx(shares[0], abs=0.01)
         assert 0 < result[system]["server_cpu_share"] <= 2.5
     assert result["meta"]["triolet_storage_record"] is False
+    assert result["goals"] == []  # no published goal is set at 2 sessions
     assert result["ratios"]["bare"].keys() >= HEADLINE
     assert result["bare"]["ratios"] == result["ratios"]["bare"]
     expected = result["triolet"]["msgs_per_s"] / result["bare"]["msgs_per_s"]
