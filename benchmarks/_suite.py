@@ -22,12 +22,13 @@ project's published goals whose points the run measured (`benchmarks._goals`; "o
 reach here" where even the bare floor misses a goal set against Chainlit).
 
 Load scenarios (echo, stream, durable, mixed) run ``--rounds`` times (default 3), every
-system back to back in each round: on a shared machine the CPU's speed drifts between
-minutes, and a system measured once, a minute after another, can come out a third faster or
-slower for no reason of its own. A point's figures are the medians over its rounds (its
-``rounds`` lists each round's headline figures), and ``server_cpu_us_per_msg`` ratios are the
-median of the rounds' own ratios (``server_cpu_ratio_rounds``), which divide figures taken a
-few seconds apart. Memory scenarios (idle, churn) run once: RSS does not drift that way.
+system back to back in each round (odd rounds in reverse order, `measuring_order`): on a
+shared machine the CPU's speed drifts between minutes, and a system measured once, a minute
+after another, can come out a third faster or slower for no reason of its own. A point's
+figures are the medians over its rounds (its ``rounds`` lists each round's headline
+figures), and ``server_cpu_us_per_msg`` ratios are the median of the rounds' own ratios
+(``server_cpu_ratio_rounds``), which divide figures taken a few seconds apart. Memory
+scenarios (idle, churn) run once: RSS does not drift that way.
 """
 
 from __future__ import annotations
@@ -228,6 +229,25 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def measuring_order(
+    scenarios: Sequence[str], counts: Sequence[int], systems: Sequence[str], rounds: int
+) -> list[tuple[str, int, str, int]]:
+    """Every (scenario, sessions, system, round) in the order measured.
+
+    Each point's rounds run back to back, every system once per round; odd rounds take the
+    systems in reverse, so no system always follows the same one (Chainlit's points leave
+    a core three-fifths idle; on a shared machine what ran just before can colour a
+    figure), and a CPU ratio's pairs are still a few seconds apart.
+    """
+    return [
+        (s, n, system, r)
+        for s in scenarios
+        for n in counts
+        for r in range(rounds if s in ROUNDED else 1)
+        for system in (systems if r % 2 == 0 else systems[::-1])
+    ]
+
+
 def _pair_cpu_ratios(points: list[dict[str, Any]]) -> None:
     """Replace each CPU ratio by the median of the rounds' own ratios (same round, a few
     seconds apart) wherever both points have rounds."""
@@ -283,13 +303,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tokens=args.tokens,
     )
     rounds = max(1, getattr(args, "rounds", 1))
-    plan = [
-        (s, n, system, r)
-        for s in scenarios
-        for n in counts
-        for r in range(rounds if s in ROUNDED else 1)
-        for system in systems
-    ]
+    plan = measuring_order(scenarios, counts, systems, rounds)
     measured: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     with _progress(disabled=args.no_progress) as progress:
         overall = progress.add_task("all points", total=len(plan))

@@ -30,6 +30,7 @@ from triolet.benchmarks._suite import (
     _pair_cpu_ratios,
     _systems,
     build_parser,
+    measuring_order,
     merge_rounds,
     run,
 )
@@ -208,6 +209,25 @@ def test_ratios_for_both_triolets() -> None:
         "bare": {"msgs_per_s": 0.6},
     }
     assert "ratios" not in by["triolet"] and "ratios" not in by["durable-less"]
+
+
+def test_rounds_alternate_the_order_of_systems() -> None:
+    order = measuring_order(["echo", "idle"], [50], ["triolet", "chainlit", "bare"], 3)
+    assert order == [
+        ("echo", 50, "triolet", 0),
+        ("echo", 50, "chainlit", 0),
+        ("echo", 50, "bare", 0),
+        ("echo", 50, "bare", 1),
+        ("echo", 50, "chainlit", 1),
+        ("echo", 50, "triolet", 1),
+        ("echo", 50, "triolet", 2),
+        ("echo", 50, "chainlit", 2),
+        ("echo", 50, "bare", 2),
+        # Memory scenarios run once.
+        ("idle", 50, "triolet", 0),
+        ("idle", 50, "chainlit", 0),
+        ("idle", 50, "bare", 0),
+    ]
 
 
 def test_rounds_merge_to_medians_and_cpu_ratios_pair_by_round() -> None:
