@@ -100,7 +100,7 @@ def _figure(point: Mapping[str, Any], figure: str) -> float | None:
         after = point.get("rss_after_cycle_mb") or []
         return after[3] / after[0] if len(after) >= 4 and after[0] else None
     value = point.get(figure)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def judge(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
