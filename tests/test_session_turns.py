@@ -66,6 +66,11 @@ class Turns(SessionActor):
                 await reply.stream_token(word)
                 await trio.sleep(1)
             await reply.stream_end()
+        elif text.startswith("tight "):
+            reply = self.stream_start()
+            for _ in range(int(text.split()[1])):
+                await reply.stream_token("t")  # never waits: only receipts
+            await reply.stream_end()
         elif text == "crash":
             await self.send("before")
             raise ValueError("boom")
@@ -95,22 +100,6 @@ async def run_turn(handle: Any, out: TurnTrace, content: str) -> None:
     await trio.sleep(0.1)
 
 
-def without_nudges(trace: list[str]) -> list[str]:
-    """The trace without each ``nudge`` and the ``hold`` that resumes the turn after it."""
-    kept: list[str] = []
-    after_nudge = False
-    for entry in trace:
-        if entry == "nudge":
-            after_nudge = True
-            continue
-        if after_nudge and entry == "hold":
-            after_nudge = False
-            continue
-        after_nudge = False
-        kept.append(entry)
-    return kept
-
-
 def test_the_wire_is_a_turn_output() -> None:
     from triolet.transport._wire import SessionWire
 
@@ -121,17 +110,35 @@ async def test_an_echo_is_held_whole_and_flushed_once(
     autojump_clock: Any, actor_system: ActorSystem
 ) -> None:
     handle, out = await open_traced(actor_system, Turns)
-    await run_turn(handle, out, "hi")
-    # (A receipt's occasional schedule point may add a nudge/hold pair in between.)
-    assert out.trace[0] == "hold"
-    assert "release" not in out.trace
-    assert [e for e in out.trace if e not in ("hold", "nudge")] == [
-        "MessageSent(held)",  # the user's message, echoed
-        "TaskStarted(held)",
-        "MessageSent(held)",  # the reply
-        "TaskEnded(held)",
-        "flush",
-    ]
+    for _ in range(2 * _context._YIELD_EVERY):  # whatever receipts came before
+        await run_turn(handle, out, "hi")
+        # The turn's one receipt is not a schedule point (the pace starts again with every
+        # turn): no nudge, no release, one flush.
+        assert out.trace == [
+            "hold",
+            "MessageSent(held)",  # the user's message, echoed
+            "TaskStarted(held)",
+            "MessageSent(held)",  # the reply
+            "TaskEnded(held)",
+            "flush",
+        ]
+
+
+async def test_a_tight_loop_lets_others_run_every_few_receipts(
+    autojump_clock: Any, actor_system: ActorSystem
+) -> None:
+    handle, out = await open_traced(actor_system, Turns)
+    every = _context._YIELD_EVERY
+    await run_turn(handle, out, f"tight {3 * every}")
+    receipts = [e for e in out.trace if e in ("MessageSent(held)", "TokenStreamed(held)", "nudge")]
+    # The user's copy and the stream's start are published, not awaited; each token is an
+    # awaited receipt: the schedule point (a nudge) comes after every `every`th of them.
+    assert receipts[:2] == ["MessageSent(held)", "MessageSent(held)"]
+    awaited = receipts[2:]
+    nudges = [i for i, e in enumerate(awaited) if e == "nudge"]
+    assert len(nudges) == 3
+    assert [i - n for n, i in enumerate(nudges)] == [every, 2 * every, 3 * every]
+    assert "release" not in out.trace  # never a wait: held to the end
 
 
 class WireLikeTrace(TurnTrace):
@@ -164,19 +171,12 @@ async def test_a_finished_hook_makes_no_task_events_when_only_wires_follow(
     assert [e.status for e in ended] == ["error"]
 
 
-@pytest.mark.parametrize("phase", range(_context._YIELD_EVERY))
 async def test_a_turn_that_waits_lets_its_events_go_first(
-    autojump_clock: Any, actor_system: ActorSystem, phase: int
+    autojump_clock: Any, actor_system: ActorSystem
 ) -> None:
     handle, out = await open_traced(actor_system, Turns)
-    # Every phase of the receipts' schedule point (a process-wide count), so the pure
-    # schedule point lands on each of the turn's receipts in one run or another.
-    for _ in range(phase):
-        next(_context._RECEIPTS)
     await run_turn(handle, out, "stream")
-    # A receipt's occasional schedule point adds a nudge and the hold that follows it; the
-    # turn does not wait there, so leave those pairs out of what is checked.
-    trace = without_nudges(out.trace)
+    trace = out.trace
     # Each token is followed by a release before the turn sleeps, then held again after.
     for token in [i for i, e in enumerate(trace) if e == "TokenStreamed(held)"]:
         assert "release" in trace[token + 1 :]

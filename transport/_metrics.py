@@ -41,7 +41,7 @@ DEFAULT_LATENCY_BUCKETS: Final = (
 class Histogram:
     """A cumulative-bucket histogram (Prometheus style): counts per upper bound, sum, count."""
 
-    __slots__ = ("bounds", "count", "counts", "sum")
+    __slots__ = ("bounds", "counts", "sum")
 
     def __init__(self, bounds: Sequence[float] = DEFAULT_LATENCY_BUCKETS) -> None:
         if list(bounds) != sorted(bounds) or not bounds:
@@ -50,12 +50,16 @@ class Histogram:
         # One slot per bound plus the +Inf bucket; stored non-cumulative, summed on render.
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
-        self.count = 0
 
     def observe(self, value: float) -> None:
+        # No running count: two observations per echo, against one read per scrape.
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.sum += value
-        self.count += 1
+
+    @property
+    def count(self) -> int:
+        """How many values were observed."""
+        return sum(self.counts)
 
     def cumulative(self) -> Iterator[tuple[str, int]]:
         """``(le, count)`` pairs as Prometheus wants them, ending with ``+Inf``."""

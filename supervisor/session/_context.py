@@ -8,7 +8,7 @@ Emitting never waits: every event goes to `SessionOutput.publish`, which is non-
 contract (slow subscribers buffer and are cut off on their own side). So the emitting methods
 are plain functions returning an *awaitable receipt* (`Done`, or the `Message` handle itself):
 ``await self.send("hi")`` is a cancellation point, which keeps a token loop cancellable by
-stop (and one such await in eight yields to the scheduler, which keeps it fair), and in a
+stop (and one in eight such awaits in a row yields to the scheduler, which keeps it fair), and in a
 plain ``def`` hook running in a worker thread ``self.send("hi")`` works as is (the publish hops
 to the Trio thread). Only the asks really wait: in a worker thread they block until answered.
 
@@ -21,7 +21,6 @@ otherwise.
 
 from __future__ import annotations
 
-import itertools
 import math
 import mimetypes
 import time
@@ -63,24 +62,51 @@ T = TypeVar("T")
 DEFAULT_ASK_USER_TIMEOUT: Final = 300.0
 
 
-#: Every this many awaited receipts, the awaiting task also yields to the scheduler.
+#: Every this many receipts awaited in a row without a turn starting, the awaiting task also
+#: yields to the scheduler.
 _YIELD_EVERY: Final = 8
-_RECEIPTS: Final = itertools.count(1)
+
+
+class ReceiptPace:
+    """How many receipts were awaited since a turn last started or a receipt last yielded.
+
+    One count for the whole process, not one per session: while a task awaits receipts
+    without yielding, no other task runs, so no other turn can start and reset it. The
+    session host sets it to 0 when it starts a turn, which is why an echo, whose turn awaits
+    one receipt, never pays a schedule point, while a tight loop of tokens still lets its
+    neighbours run every `_YIELD_EVERY` receipts. (A count that never reset made one echo
+    in eight pay a task switch, ~5 µs, for nothing.)
+    """
+
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        self.since = 0
+
+
+#: The process's receipt pace (see `ReceiptPace`).
+RECEIPT_PACE: Final = ReceiptPace()
 
 
 def _after_emit(ctl: SessionControl | None = None, value: Any = None) -> Generator[Any, None, Any]:
     """What awaiting a receipt does: always a cancellation point (stop lands here), and a
-    schedule point once in `_YIELD_EVERY` awaits. Given the session's control, it also waits
-    while the session's recorder asks it to (`_pushback`). Returns ``value``.
+    schedule point once `_YIELD_EVERY` receipts were awaited in a row (`ReceiptPace`). Given
+    the session's control, it also waits while the session's recorder asks it to
+    (`_pushback`). Returns ``value``.
 
     Why not a full checkpoint every time: a yield costs a task switch (~5 µs, as much as
     everything else an echo does in the session), and the hook yields anyway when it returns
     to the mailbox. One yield in a few keeps a tight token loop fair to its neighbours.
     """
     yield from trio.lowlevel.checkpoint_if_cancelled().__await__()  # noqa: ASYNC105
-    if not next(_RECEIPTS) % _YIELD_EVERY:
+    pace = RECEIPT_PACE
+    since = pace.since + 1
+    if since < _YIELD_EVERY:
+        pace.since = since
+    else:
         # A pure schedule point (the task is rescheduled at once): a turn that yields here
         # keeps holding its events (see _turns.run_stepwise), it is not waiting for anything.
+        pace.since = 0
         yield from trio.lowlevel.cancel_shielded_checkpoint().__await__()  # noqa: ASYNC105
     if ctl is not None:
         recorder = ctl.recorder  # (`_pushback`, inline: every awaited send comes here)

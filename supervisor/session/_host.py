@@ -32,6 +32,7 @@ from triolet.actors import Actor
 from ._actions import Action
 from ._actor import SessionActor
 from ._commands import EndChat, FileUpload, SettingsUpdate, ThreadInfo, UserMessage
+from ._context import RECEIPT_PACE
 from ._control import SessionControl
 from ._events import SessionFailed, TaskEnded, TaskStarted, message_sent
 from ._snapshot import Snapshot, SnapshotStore, packable, save_on_stop
@@ -142,6 +143,7 @@ class SessionHost(Actor):
         self._cell.mailbox.put_control(_Begin())
 
     async def handle(self, message: Any) -> None:
+        RECEIPT_PACE.since = 0  # a new turn: its first receipts need not yield (ReceiptPace)
         outputs = self._ctl.output.turn_outputs
         if not outputs:
             await self._handle(message)
