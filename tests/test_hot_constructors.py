@@ -1,6 +1,7 @@
 """The generated constructors of the hot path make exactly what a keyword call makes.
 
-`message_sent` (positional, for the two `MessageSent` of every echo) and the wire's copiers
+`message_sent` (positional, for the two `MessageSent` of every echo), the endpoint's `UserMessage`
+and `AckEvent` constructors, and the wire's copiers
 (domain event to wire event, field by field) are generated from the fields; these tests pin
 that a field added, removed or reordered cannot shift a value into the wrong place.
 """
@@ -55,3 +56,22 @@ def test_wire_copies_of_messages_and_tokens_equal_keyword_construction() -> None
     token = to_wire_event(TokenStreamed(message="m_1", text="tok"))
     assert token == TokenEvent(message="m_1", text="tok")
     assert token.first_seq is None and token.seq == 0  # type: ignore[union-attr]
+
+
+def test_the_endpoint_makes_commands_and_acks_as_keyword_calls_would() -> None:
+    from triolet.supervisor.session import FileRef, UserMessage
+    from triolet.transport import _ws
+    from triolet.transport._frames import AckEvent
+
+    files = (FileRef(id="f_1"),)
+    made = _ws._user_message("c_1", "hello", files, "ann", {"k": 1})
+    assert made == UserMessage(
+        id="c_1", content="hello", files=files, author="ann", metadata={"k": 1}
+    )
+    assert list(inspect.signature(_ws._user_message).parameters) == [
+        f.name for f in dataclasses.fields(UserMessage)
+    ]
+    assert _ws._ack("c_1", "stored", True) == AckEvent(id="c_1", status="stored", duplicate=True)
+    assert list(inspect.signature(_ws._ack).parameters) == [
+        f.name for f in dataclasses.fields(AckEvent)
+    ]

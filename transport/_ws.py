@@ -51,6 +51,7 @@ from triolet.supervisor.session import (
     SettingsUpdate,
     StopRequest,
     UserMessage,
+    positional,
 )
 
 from ._file_refs import describe_files
@@ -393,7 +394,7 @@ def _command(frame: ClientFrame) -> Command:
     if kind is MessageFrame:
         m: MessageFrame = frame  # type: ignore[assignment]
         files = tuple(FileRef(id=f) for f in m.files) if m.files else ()
-        return UserMessage(id=m.id, content=m.content, files=files)
+        return _user_message(m.id, m.content, files, None, None)
     if kind is ActionFrame:
         a: ActionFrame = frame  # type: ignore[assignment]
         return ActionInvoked(id=a.id, action=a.action, name=a.name, payload=dict(a.payload))
@@ -413,6 +414,14 @@ def _command(frame: ClientFrame) -> Command:
     assert kind is StopFrame
     return StopRequest(id=frame.id)  # type: ignore[union-attr]
 
+
+#: ``UserMessage(id, content, files, author, metadata)`` and ``AckEvent(id, status,
+#: duplicate)``, positionally: one of each per message (a keyword call matches every
+#: keyword by name; see `positional`).
+_user_message: Final[
+    Callable[[str, str, tuple[FileRef, ...], str | None, dict[str, Any] | None], UserMessage]
+] = positional(UserMessage)
+_ack: Final[Callable[[str, AckMode, bool], AckEvent]] = positional(AckEvent)
 
 _COMMAND_FRAMES: Final = frozenset(
     {MessageFrame, ActionFrame, AskReplyFrame, SettingsFrame, StopFrame}
@@ -823,7 +832,7 @@ class WebSocketEndpoint:
             except Exception:
                 logger.exception("storing %s of session %r failed", client_id, wire.session_id)
                 status = "received"
-        ack = AckEvent(id=client_id, status=status)
+        ack = _ack(client_id, status, False)
         wire.complete(client_id, ack)
         # Fewer frames: an idle session took the message at once and runs its turn in its very
         # next step, before any other task; the turn writes the ack, the echo and whatever the

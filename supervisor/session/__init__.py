@@ -51,6 +51,7 @@ from ._events import (
     TokenStreamed,
 )
 from ._host import DEFAULT_CRASH_PERIOD, DEFAULT_MAX_CRASHES, CrashBudget, SessionHost
+from ._record import positional
 from ._recording import RecordingOutput
 from ._snapshot import MemorySnapshots, Snapshot, SnapshotStore
 from ._steps import Step, current_context, current_step, step
@@ -108,6 +109,7 @@ __all__ = [
     "TaskEnded",
     "TaskStarted",
     "ThreadInfo",
+    "positional",
     "TokenStreamed",
     "UserMessage",
     "current_context",
