@@ -1,9 +1,9 @@
 """The generated constructors of the hot path make exactly what a keyword call makes.
 
-`message_sent` (positional, for the two `MessageSent` of every echo), the endpoint's `UserMessage`
-and `AckEvent` constructors, and the wire's copiers
-(domain event to wire event, field by field) are generated from the fields; these tests pin
-that a field added, removed or reordered cannot shift a value into the wrong place.
+`message_sent` (positional, for the two `MessageSent` of every echo), the endpoint's
+`UserMessage` and `AckEvent` constructors, and the wire's copiers (domain event to wire event,
+field by field) are generated from the fields; these tests pin that a field added, removed or
+reordered cannot shift a value into the wrong place.
 """
 
 from __future__ import annotations
