@@ -209,9 +209,8 @@ class DedupWindow:
         status = seen.get(client_id, _UNSEEN)
         if status is _UNSEEN:
             if len(seen) >= self.capacity:  # (once full, every new id pushes out the oldest)
-                self._remember(client_id, None)
-            else:
-                seen[client_id] = None
+                seen.popitem(last=False)  # (one is enough: the window never exceeds capacity)
+            seen[client_id] = None
             return Admission.NEW
         if status is None:
             return Admission.IN_FLIGHT

@@ -16,7 +16,7 @@ other session carry on.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from trio.lowlevel import checkpoint_if_cancelled
 
@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from ._router import Router
 
 __all__ = ["SessionHandle"]
+
+#: The commands `SessionHandle.deliver_now` leaves to `SessionHandle.deliver` (each has its
+#: own path there: a stop cancels, an answer and an action are checked first).
+_NOT_NOW: Final = frozenset({StopRequest, AskReply, ActionInvoked})
 
 
 class SessionHandle:
@@ -87,8 +91,7 @@ class SessionHandle:
         reader calls it for every frame and checkpoints at its next receive anyway, and an
         ``await deliver(...)`` costs two coroutines more per message.
         """
-        kind = type(command)
-        if kind is StopRequest or kind is AskReply or kind is ActionInvoked:
+        if type(command) in _NOT_NOW:
             return None
         ctl = self._ctl
         ref = ctl.ref
