@@ -8,9 +8,9 @@ Emitting never waits: every event goes to `SessionOutput.publish`, which is non-
 contract (slow subscribers buffer and are cut off on their own side). So the emitting methods
 are plain functions returning an *awaitable receipt* (`Done`, or the `Message` handle itself):
 ``await self.send("hi")`` is a cancellation point, which keeps a token loop cancellable by
-stop (and one in eight such awaits in a row yields to the scheduler, which keeps it fair), and in a
-plain ``def`` hook running in a worker thread ``self.send("hi")`` works as is (the publish hops
-to the Trio thread). Only the asks really wait: in a worker thread they block until answered.
+stop (and the eighth such await in a row yields to the scheduler, which keeps it fair), and
+in a plain ``def`` hook running in a worker thread ``self.send("hi")`` works as is (the
+publish hops to the Trio thread). Only the asks really wait: in a worker thread they block until answered.
 
 One exception, for storage: the persistence recorder never drops what a session publishes,
 so when the writer falls behind and the session's lane is full (``held``), the next
