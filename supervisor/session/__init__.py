@@ -109,10 +109,10 @@ __all__ = [
     "TaskEnded",
     "TaskStarted",
     "ThreadInfo",
-    "positional",
     "TokenStreamed",
     "UserMessage",
     "current_context",
     "current_step",
+    "positional",
     "step",
 ]

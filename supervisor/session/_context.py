@@ -10,7 +10,8 @@ are plain functions returning an *awaitable receipt* (`Done`, or the `Message` h
 ``await self.send("hi")`` is a cancellation point, which keeps a token loop cancellable by
 stop (and the eighth such await in a row yields to the scheduler, which keeps it fair), and
 in a plain ``def`` hook running in a worker thread ``self.send("hi")`` works as is (the
-publish hops to the Trio thread). Only the asks really wait: in a worker thread they block until answered.
+publish hops to the Trio thread). Only the asks really wait: in a worker thread they block
+until answered.
 
 One exception, for storage: the persistence recorder never drops what a session publishes,
 so when the writer falls behind and the session's lane is full (``held``), the next
