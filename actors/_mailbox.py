@@ -16,6 +16,7 @@ whether or not they wait, so a busy actor never starves its neighbours.
 from __future__ import annotations
 
 import collections
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final
 
 import outcome
@@ -215,13 +216,22 @@ class Mailbox:
 
     # -- the receiver's side -----------------------------------------------
 
-    async def get(self) -> Any:
-        """Next control signal, else next user message; waits when both are empty."""
+    def get(self) -> Awaitable[Any]:
+        """Next control signal, else next user message; waits when both are empty.
+
+        Await the result at once (``await mailbox.get()``): it is a plain function handing
+        back the wait itself when the mailbox is empty (the idle actor's usual path, once per
+        message), not a coroutine awaiting it. Every idle actor keeps its whole await chain
+        in memory, and this level would be one more frame (~200 bytes) per actor, made
+        again for every message.
+        """
         if self._control is None and not self._queue:
-            # Parking is itself a cancellation point: no separate check before it (the idle
-            # actor's usual path, once per message).
+            # Parking is itself a cancellation point: no separate check before it.
             self._receiver = current_task()
-            return await wait_task_rescheduled(self._abort_get)
+            return wait_task_rescheduled(self._abort_get)  # noqa: ASYNC105 (the caller awaits)
+        return self._get_queued()
+
+    async def _get_queued(self) -> Any:
         await checkpoint_if_cancelled()  # before taking: a cancelled get leaves the item
         item = self._take()  # (the check does not yield: nothing took it meanwhile)
         await cancel_shielded_checkpoint()

@@ -501,16 +501,98 @@ class WebSocketEndpoint:
 
     # -- the ASGI application --------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The connection's coroutine (await it, as an ``async def`` app's call).
+
+        A plain function handing it back: every open WebSocket keeps its whole await chain
+        in memory, and a level between the server and the reader's loop would be one more
+        frame (~300 bytes) per connection. The reader's loop is in `_connection` itself
+        for the same reason.
+        """
         if scope["type"] != "websocket":
             raise RuntimeError(f"WebSocketEndpoint serves websocket scopes, not {scope['type']!r}")
+        if self._senders is None:
+            return self._connection_with_own_nursery(scope, receive, send)
+        return self._connection(scope, receive, send, None)
+
+    async def _connection_with_own_nursery(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A connection without the endpoint's `run` (no sweeper, no shared nursery): its
+        sender tasks run in a nursery of its own, ended with it."""
+        async with trio.open_nursery() as nursery:
+            try:
+                await self._connection(scope, receive, send, nursery)
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _connection(
+        self, scope: Scope, receive: Receive, send: Send, own_nursery: trio.Nursery | None
+    ) -> None:
+        """Accept, then the reader: handshake (with its deadline), then frames until the
+        socket goes. The usual case (``own_nursery`` None): the connection is its reader
+        task in a cancel scope (what cuts it), and borrows the endpoint's nursery when it
+        needs a sender task."""
+        conn = await self._accept(scope, receive, send)
+        if conn is None:
+            return
+        metrics = self.metrics
+        try:
+            with trio.CancelScope() as cut:
+                if own_nursery is None:
+                    conn.scope = cut
+                    conn.nursery = self._senders
+                else:
+                    conn.scope = own_nursery.cancel_scope
+                    conn.nursery = own_nursery
+                del own_nursery  # (not kept by an idle connection)
+                try:
+                    if not await self._greet(conn, receive, scope):
+                        return
+                    # ``receive`` is awaited here, not in a helper coroutine: an idle
+                    # connection waits at this point, and a coroutine between this loop and
+                    # ``receive`` would be one more frame (~250 bytes) it keeps.
+                    while True:
+                        if conn.reader_dirty:
+                            await conn.write_from_reader()
+                        message = await receive()
+                        data = _payload(conn, message)
+                        if data is None:
+                            if message["type"] == "websocket.disconnect":
+                                return
+                            continue
+                        if conn.close_reason is not None:
+                            continue
+                        frame = self._decode(conn, data)
+                        if frame is None:
+                            continue
+                        # Commands are awaited from here, not from a per-frame coroutine: one
+                        # object less for every message (`_frame` handles the rest,
+                        # synchronously).
+                        if type(frame) in _COMMAND_FRAMES:
+                            try:
+                                await self._command(conn, frame)
+                            except Exception:
+                                self._failed(conn, frame, data)
+                        else:
+                            self._frame(conn, frame, data)
+                finally:
+                    conn.nursery = None
+        finally:
+            self._connections.discard(conn)
+            metrics.connections -= 1
+            if conn.wire is not None:
+                conn.wire.detach(conn)
+
+    async def _accept(self, scope: Scope, receive: Receive, send: Send) -> _Connection | None:
+        """Take the upgrade (or refuse it: None) and register the new connection."""
         message = await receive()
         if message["type"] != "websocket.connect":
-            return
+            return None
         refusal = self._refusal(_headers(scope))
         if refusal is not None:
             await _refuse(scope, send, *refusal)
-            return
+            return None
         await send({"type": "websocket.accept"})
         metrics = self.metrics
         metrics.use_run_clock()  # (cheap, and always this run's clock: see TransportMetrics.now)
@@ -524,32 +606,7 @@ class WebSocketEndpoint:
         conn = _Connection(send, self.limits, metrics, self.write_probe(send))
         conn.reader = trio.lowlevel.current_task()
         self._connections.add(conn)
-        try:
-            senders = self._senders
-            if senders is not None:
-                # The usual case: the connection is its reader task in a cancel scope (what
-                # cuts it), and borrows the endpoint's nursery when it needs a sender task.
-                with trio.CancelScope() as cut:
-                    conn.scope = cut
-                    conn.nursery = senders
-                    try:
-                        await self._read(conn, receive, scope)
-                    finally:
-                        conn.nursery = None
-            else:
-                async with trio.open_nursery() as nursery:
-                    conn.scope = nursery.cancel_scope
-                    conn.nursery = nursery
-                    try:
-                        await self._read(conn, receive, scope)
-                    finally:
-                        conn.nursery = None
-                        nursery.cancel_scope.cancel()
-        finally:
-            self._connections.discard(conn)
-            metrics.connections -= 1
-            if conn.wire is not None:
-                conn.wire.detach(conn)
+        return conn
 
     def _refusal(self, headers: Mapping[str, str]) -> tuple[int, str] | None:
         if self.max_connections is not None and len(self._connections) >= self.max_connections:
@@ -574,15 +631,16 @@ class WebSocketEndpoint:
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def _read(self, conn: _Connection, receive: Receive, scope: Scope) -> None:
-        """The reader: handshake (with its deadline), then frames until the socket goes."""
+    async def _greet(self, conn: _Connection, receive: Receive, scope: Scope) -> bool:
+        """The handshake, within its deadline; False if the client went meanwhile. (Its own
+        coroutine: it is over before the connection idles, so no idle connection keeps it.)"""
         with trio.move_on_after(self.limits.handshake_timeout) as handshake:
             while conn.wire is None and conn.close_reason is None:
                 message = await receive()
                 data = _payload(conn, message)
                 if data is None:
                     if message["type"] == "websocket.disconnect":
-                        return
+                        return False
                     continue
                 await self._handshake(conn, data, scope)
                 if conn.reader_dirty:
@@ -592,36 +650,7 @@ class WebSocketEndpoint:
                 CloseReason.HANDSHAKE_TIMEOUT,
                 f"no hello within {self.limits.handshake_timeout} seconds",
             )
-        # The finished scope would otherwise live as long as the connection: with its cancel
-        # status, ~780 bytes per idle connection. So would the hello frame's text.
-        del handshake
-        data = None
-        # ``receive`` is awaited here, not in a helper coroutine: an idle connection waits at
-        # this point, and a coroutine between this loop and ``receive`` would be one more
-        # frame (~250 bytes) it keeps.
-        while True:
-            if conn.reader_dirty:
-                await conn.write_from_reader()
-            message = await receive()
-            data = _payload(conn, message)
-            if data is None:
-                if message["type"] == "websocket.disconnect":
-                    return
-                continue
-            if conn.close_reason is not None:
-                continue
-            frame = self._decode(conn, data)
-            if frame is None:
-                continue
-            # Commands are awaited from here, not from a per-frame coroutine: one object
-            # less for every message (`_frame` handles the rest, synchronously).
-            if type(frame) in _COMMAND_FRAMES:
-                try:
-                    await self._command(conn, frame)
-                except Exception:
-                    self._failed(conn, frame, data)
-            else:
-                self._frame(conn, frame, data)
+        return True
 
     def _decode(self, conn: _Connection, data: str | bytes) -> ClientFrame | None:
         try:
