@@ -293,7 +293,13 @@ class _Connection:
             return
         self.sending = True
         try:
-            await self._send_batch(outbox)
+            # `_send_batch`'s write, inline: the closing frame never comes this way, and each
+            # coroutine level between the session's loop and the socket is resumed and
+            # suspended again at every schedule point of the write (two per frame).
+            batch = outbox.pop_batch()
+            data = encode_batch(batch, self.encoding)
+            await self._send(_send_message(data))
+            self._sent(batch, data)
         except Exception:
             # Never the session's problem: cut this connection, as its sender would have been.
             logger.exception("writing to a WebSocket failed; closing it")
@@ -360,10 +366,18 @@ class _Connection:
         batch = outbox.pop_batch()
         data = encode_batch(batch, self.encoding)
         send = self._send
-        if isinstance(data, str):
-            await send({"type": "websocket.send", "text": data})
-        else:
-            await send({"type": "websocket.send", "bytes": data})
+        await send(_send_message(data))
+        self._sent(batch, data)
+        last = batch[-1]
+        if type(last) is not ClosingEvent:
+            return False
+        await send({"type": "websocket.close", "code": last.code, "reason": last.reason})
+        if self.scope is not None:
+            self.scope.cancel()
+        return True
+
+    def _sent(self, batch: list[ServerEvent], data: str | bytes) -> None:
+        """Account for a batch frame written."""
         probe = self._probe
         if probe is not None:
             # In UTF-8 bytes: a character is one (the usual case, known at once) to four.
@@ -373,13 +387,6 @@ class _Connection:
         self.last_tx = metrics.now()
         metrics.frames_out += 1
         metrics.events_out += len(batch)
-        last = batch[-1]
-        if type(last) is not ClosingEvent:
-            return False
-        await send({"type": "websocket.close", "code": last.code, "reason": last.reason})
-        if self.scope is not None:
-            self.scope.cancel()
-        return True
 
     def error(
         self, code: str, message: str, *, ref: str | None = None, retry: bool = False
@@ -959,6 +966,13 @@ def _payload(conn: _Connection, message: Mapping[str, Any]) -> str | bytes | Non
     conn.last_rx = metrics.now()
     metrics.frames_in += 1
     return data  # type: ignore[no-any-return]
+
+
+def _send_message(data: str | bytes) -> dict[str, Any]:
+    """The ASGI message writing one frame of ``data``."""
+    if isinstance(data, str):
+        return {"type": "websocket.send", "text": data}
+    return {"type": "websocket.send", "bytes": data}
 
 
 async def _deliver_waiting(conn: _Connection, handle: SessionHandle, command: Command) -> bool:
