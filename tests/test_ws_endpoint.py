@@ -447,3 +447,44 @@ async def test_session_state_is_dropped_when_nobody_follows_it() -> None:
             assert served.endpoint.sessions == 1
         await eventually(lambda: not served.endpoint.sessions and not served.router.known_sessions)
         assert served.endpoint.wire(session) is None
+
+
+async def test_an_endpoint_without_its_run_serves_connections_in_nurseries_of_their_own() -> None:
+    """Without `WebSocketEndpoint.run` (no sweeper, no shared nursery) a connection still
+    echoes, and is still closed and ended by `shutdown`, its sender tasks with it."""
+    async with open_actor_system(shutdown_timeout=5.0) as system:
+        router = Router(Echo, limits=SessionLimits())
+        await router.start(system, name=f"sessions-{next(_names)}")
+        endpoint = WebSocketEndpoint(router, ProtocolLimits())
+        to_app, app_inbox = trio.open_memory_channel[dict[str, Any]](10)
+        sent_by_app, from_app = trio.open_memory_channel[dict[str, Any]](100)
+
+        async def events_until(kind: str) -> list[dict[str, Any]]:
+            events: list[dict[str, Any]] = []
+            with trio.fail_after(SAFETY):
+                while not any(event.get("type") == kind for event in events):
+                    message = await from_app.receive()
+                    if message["type"] == "websocket.send":
+                        decoded = json.loads(message["text"])
+                        events.extend(decoded if isinstance(decoded, list) else [decoded])
+            return events
+
+        scope = {"type": "websocket", "path": "/ws", "headers": [], "extensions": {}}
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(endpoint, scope, app_inbox.receive, sent_by_app.send)
+            await to_app.send({"type": "websocket.connect"})
+            assert (await from_app.receive())["type"] == "websocket.accept"
+            await to_app.send({"type": "websocket.receive", "text": '{"type":"hello","version":1}'})
+            await events_until("welcome")
+            frame = {"type": "message", "id": "c1", "content": "hi"}
+            await to_app.send({"type": "websocket.receive", "text": json.dumps(frame)})
+            events = await events_until("ack")
+            while not any(e.get("content") == "echo: hi" for e in events):
+                events += await events_until("message")
+            endpoint.shutdown()
+            closing = await events_until("closing")
+            assert closing[-1]["reason"] == "server_shutdown"
+            with trio.fail_after(SAFETY):
+                assert (await from_app.receive())["type"] == "websocket.close"
+        # The connection's coroutine ended by itself: the nursery above closed.
+        assert endpoint.connections == 0

@@ -546,13 +546,13 @@ class WebSocketEndpoint:
         metrics = self.metrics
         try:
             with trio.CancelScope() as cut:
-                if own_nursery is None:
-                    conn.scope = cut
-                    conn.nursery = self._senders
-                else:
-                    conn.scope = own_nursery.cancel_scope
-                    conn.nursery = own_nursery
+                # Cutting ends the reader; a connection with a nursery of its own then has its
+                # sender tasks cancelled as that nursery closes.
+                conn.scope = cut
+                conn.nursery = own_nursery if own_nursery is not None else self._senders
                 del own_nursery  # (not kept by an idle connection)
+                if conn.nursery is None:  # the endpoint's `run` ended while this one connected
+                    conn.close(CloseReason.SERVER_SHUTDOWN, "the server is stopping")
                 try:
                     if not await self._greet(conn, receive, scope):
                         return
