@@ -7,7 +7,9 @@ is decoded with Triolet's own `decode_frame` (pydantic, as the server does) and 
 with the three events an echo costs on the wire (``ack``, the server's copy of the user's
 message, the reply) as one array frame encoded with pydantic-core, as Triolet's outbox
 does. ``hello`` gets a ``welcome``. Nothing else: no router, no actor, no dedup window, no
-replay log, no metrics; it is a measuring instrument, not a server to use.
+replay log, no metrics; it is a measuring instrument, not a server to use. Frames are
+written as Triolet writes them: beneath hypercorn (`DirectWriter`) when the socket has room
+(`WriteProbe`), else through the ASGI ``send``.
 
 With ``--hop`` each connection also has a second task standing in for the session actor:
 the reader puts the decoded frame in a deque and wakes it (as `Mailbox.put_nowait` wakes a
@@ -27,8 +29,10 @@ from typing import Any
 import pydantic_core
 import trio
 
+from triolet.transport._direct_write import DirectWriter
 from triolet.transport._frames import HelloFrame, MessageFrame
 from triolet.transport._protocol import decode_frame
+from triolet.transport._write_probe import WriteProbe
 
 from ._bare import echo_app, run_hypercorn
 
@@ -57,10 +61,12 @@ def _abort(_: Any) -> trio.lowlevel.Abort:
 class _Session:
     """One connection's stand-in session: a seq counter, and (with ``--hop``) a parked task."""
 
-    __slots__ = ("parked", "queue", "send", "seq")
+    __slots__ = ("direct", "parked", "probe", "queue", "send", "seq")
 
     def __init__(self, send: Any) -> None:
         self.send = send
+        self.probe = WriteProbe.for_send(send)
+        self.direct = DirectWriter.for_send(send) if self.probe is not None else None
         self.seq = 0
         self.queue: collections.deque[MessageFrame] = collections.deque()
         self.parked: trio.lowlevel.Task | None = None
@@ -103,7 +109,19 @@ class _Session:
                 "created_at": now,
             },
         ]
-        await self.send({"type": "websocket.send", "text": pydantic_core.to_json(events).decode()})
+        data = pydantic_core.to_json(events)
+        direct, probe = self.direct, self.probe
+        if (
+            direct is not None
+            and probe is not None
+            and probe.can_write(len(data))
+            and direct.write(data, binary=False)
+        ):
+            probe.wrote(len(data))
+            if direct.pending:
+                await direct.finish()
+            return
+        await self.send({"type": "websocket.send", "text": data.decode()})
 
 
 def floor_app(hop: bool) -> Any:

@@ -14,7 +14,9 @@ both sides would pay.
 
 Each client task plays hypercorn: it puts the ``websocket.receive`` event into the app's
 bounded channel, and the fake ``send`` yields once (as hypercorn's ``send_all`` does) and wakes
-the client when the reply arrives.
+the client when the reply arrives. The client also stands in for the `DirectWriter` the
+endpoint writes small frames with beneath hypercorn (no yield, as the real one), so the
+framework's side is driven as the real server drives it.
 """
 
 from __future__ import annotations
@@ -84,6 +86,20 @@ class _Client:
             if task is not None:
                 trio.lowlevel.reschedule(task)
 
+    # Stands in for `DirectWriter` (what the endpoint writes beneath hypercorn): no yield.
+    pending = False
+
+    def write(self, payload: bytes, *, binary: bool) -> bool:
+        if self.waiting and self.marker.encode() in payload:
+            self.waiting = False
+            task, self.parked = self.parked, None
+            if task is not None:
+                trio.lowlevel.reschedule(task)
+        return True
+
+    async def finish(self) -> None:
+        pass
+
     def _abort(self, _: Any) -> trio.lowlevel.Abort:
         self.parked = None
         return trio.lowlevel.Abort.SUCCEEDED
@@ -137,13 +153,14 @@ async def _drive(app: App, sessions: int, duration: float, triolet: bool) -> flo
 
 async def start_endpoint(system: ActorSystem) -> WebSocketEndpoint:
     """The echo app's endpoint on ``system``, its sockets' probe answering "room" (the fake
-    client always reads)."""
+    client always reads) and each client taking direct writes itself."""
     router = Router(Echo, limits=SessionLimits())
     await router.start(system, name="sessions")
     return WebSocketEndpoint(
         router,
         ProtocolLimits(),
         write_probe=lambda send: send.__self__.probe(),  # type: ignore[attr-defined]
+        direct_writer=lambda send: send.__self__,  # type: ignore[attr-defined]
     )
 
 

@@ -89,6 +89,7 @@ class TransportMetrics:
         "errors",
         "events_out",
         "first_event_latency",
+        "frames_direct",
         "frames_in",
         "frames_out",
         "messages_in",
@@ -107,6 +108,8 @@ class TransportMetrics:
         self.sessions_open = 0
         self.frames_in = 0
         self.frames_out = 0
+        #: Of ``frames_out``, those written beneath hypercorn (`DirectWriter`).
+        self.frames_direct = 0
         self.events_out = 0
         #: Client frames with an id accepted (acked), retries not counted.
         self.messages_in = 0
