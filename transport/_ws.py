@@ -13,6 +13,9 @@ One connection is one task, plus a sender task only while one is needed:
   queues itself (welcome, replay, acks, pongs, errors) it writes itself after the frame.
 - the **session** writes what a turn said at the end of the turn, from its own task, when the
   socket can take it without waiting (`WriteProbe`); an echo costs no task hop at all.
+- whoever writes, a small frame the socket surely takes goes beneath hypercorn, straight to
+  its socket (`DirectWriter`: one system call instead of hypercorn's send path, which cost
+  more server CPU per echo than all of Triolet's own work); the rest go through ``send``.
 - a **sender** task, started in the connection's nursery when something must be written and
   neither can (a turn that waits mid-stream, a full socket buffer, a ping from the sweeper),
   drains the `Outbox` in batches and ends. An idle connection has no sender task.
