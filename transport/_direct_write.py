@@ -24,8 +24,9 @@ correct, only slower.
 - **hypercorn is not writing**: every write of hypercorn's (the ASGI sends, the pings it sends
   and the pongs it answers with, close frames) holds ``TCPServer.send_lock`` for its whole
   ``send_all``, and wsproto makes a frame and hypercorn takes the lock with no schedule point
-  between (the first is ``Lock.acquire``'s, after taking it). `write` takes the free lock
-  itself (``acquire_nowait``) for its write, so a write of hypercorn's that starts meanwhile
+  between (the first is ``Lock.acquire``'s, after taking it). A whole write needs nothing
+  more (no other task runs while it happens); a partial one takes the free lock
+  (``acquire_nowait``) until the rest is out, so a write of hypercorn's that starts meanwhile
   waits its turn.
 - **The socket surely takes the message**: the caller asks the connection's `WriteProbe`
   first (messages up to `MAX_PROBED_BYTES`, within the credit a poll gave).
@@ -142,18 +143,18 @@ class DirectWriter:
         fd = self._stream.socket.fileno()
         if fd < 0:
             return False
-        lock.acquire_nowait()
         try:
             written = _write(fd, frame)
         except OSError:
             # Nothing written: a full buffer (the probe was wrong), or a socket hypercorn is
             # closing. Its own send then waits, or meets the error and closes, as it would.
-            lock.release()
             return False
         if written < len(frame):
-            self._rest = memoryview(frame)[written:]  # the lock stays taken until `finish`
-            return True
-        lock.release()
+            # Hypercorn must not write until the rest is out: take its lock (still free: no
+            # schedule point since it was looked at) until `finish`. A whole write needs no
+            # lock, as no other task runs while it happens.
+            lock.acquire_nowait()
+            self._rest = memoryview(frame)[written:]
         return True
 
     async def finish(self) -> None:
