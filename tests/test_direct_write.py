@@ -203,7 +203,7 @@ async def test_nothing_is_written_while_hypercorn_holds_the_send_lock() -> None:
         async with lock:  # hypercorn in the middle of a send_all
             assert not writer.write(b"late", binary=False)
         assert writer.write(b"now", binary=False)
-        assert not lock.locked()  # taken for the write only
+        assert not lock.locked()  # a whole write leaves it free
         assert received_frames(right.recv(100)) == [(Opcode.TEXT, b"now")]
 
 
