@@ -356,26 +356,22 @@ class _Connection:
             self._sender_live = False
 
     async def _drain(self) -> None:
-        wrote = False
         while not self.sending:
             outbox = self.outbox
             if outbox is None or not outbox:
                 if outbox is not None and not outbox.closed:
                     self.outbox = None  # drained: give the memory back while idle
                 return
-            if wrote:
-                wrote = False
-                # A direct write has no schedule point: a long backlog (a replay) must not
-                # keep every other task waiting until it is all out.
-                await trio.lowlevel.checkpoint()
-                continue  # (someone may have written meanwhile: look again)
             self.sending = True
             try:
                 if await self._send_batch(outbox):
                     return
             finally:
                 self.sending = False
-            wrote = True
+            if outbox:
+                # A direct write has no schedule point: a long backlog (a replay) must not
+                # keep every other task waiting until it is all out.
+                await trio.lowlevel.checkpoint()
 
     async def _send_batch(self, outbox: Outbox) -> bool:
         """Send one batch frame; True once the closing frame went out and the socket closed."""
